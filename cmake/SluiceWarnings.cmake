@@ -1,0 +1,9 @@
+# sluice_enable_warnings(<target>): the project's warning set, per target (never global),
+# so third-party code we compile against is not held to it.
+function(sluice_enable_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
+                         -Wno-sign-conversion -Wnon-virtual-dtor -Wold-style-cast)
+  if(SLUICE_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

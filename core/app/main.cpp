@@ -1,0 +1,360 @@
+// `sluice`: the daemon and its CLI (run, check, plugins list|describe, version).
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sluice/core/log.hpp"
+#include "sluice/core/manifest.hpp"
+#include "sluice/core/plugin_docs.hpp"
+#include "sluice/core/plugin_registry.hpp"
+#include "sluice/core/supervisor.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitInvalid = 1;  // invalid configuration, or a failure at run time
+constexpr int kExitUsage = 2;
+
+const char* const kMainHelp = R"(sluice: isolated MQTT -> Kafka routes with plugins
+
+Usage:
+  sluice run [options]                 run the routes until SIGTERM/SIGINT
+  sluice check [options]               validate config and manifests, start nothing
+  sluice plugins list [options]        list the plugins found
+  sluice plugins describe <id> [--format text|markdown|json]
+  sluice version
+
+Options (run, check, plugins):
+  -c, --config FILE    host config (default: ./sluice.yaml if present, else embedded defaults)
+  --plugins DIR        plugin directory; repeatable; replaces the config's `plugins`
+  --routes PATH        route manifest file or directory; repeatable; replaces `routes`
+  --log-level LEVEL    trace, debug, info, warn, error (default: config, else info)
+  --log-format FORMAT  text or json
+  -h, --help           this help
+
+Without a config, plugins are searched in $SLUICE_PLUGIN_PATH (colon-separated), then
+<sluice dir>/plugins and <sluice dir>/../lib/sluice/plugins.
+Exit codes: 0 ok, 1 invalid configuration or failure, 2 usage error.
+)";
+
+struct Options {
+    std::string command;
+    std::vector<std::string> args;  // positional after the command
+    std::optional<fs::path> config;
+    std::vector<fs::path> plugins;
+    std::vector<fs::path> routes;
+    std::string log_level;
+    std::string log_format;
+    std::string format = "text";
+    bool help = false;
+};
+
+int usage_error(const std::string& message) {
+    std::cerr << "sluice: " << message << "\nRun 'sluice --help' for usage.\n";
+    return kExitUsage;
+}
+
+std::optional<Options> parse_args(int argc, char** argv, std::string& error) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&](const char* name) -> std::optional<std::string> {
+            if (i + 1 >= argc) {
+                error = std::string(name) + " needs a value";
+                return std::nullopt;
+            }
+            return std::string(argv[++i]);
+        };
+        if (a == "-h" || a == "--help") {
+            o.help = true;
+        } else if (a == "-c" || a == "--config") {
+            auto v = value("--config");
+            if (!v) return std::nullopt;
+            o.config = *v;
+        } else if (a == "--plugins") {
+            auto v = value("--plugins");
+            if (!v) return std::nullopt;
+            o.plugins.emplace_back(*v);
+        } else if (a == "--routes") {
+            auto v = value("--routes");
+            if (!v) return std::nullopt;
+            o.routes.emplace_back(*v);
+        } else if (a == "--log-level") {
+            auto v = value("--log-level");
+            if (!v) return std::nullopt;
+            o.log_level = *v;
+        } else if (a == "--log-format") {
+            auto v = value("--log-format");
+            if (!v) return std::nullopt;
+            o.log_format = *v;
+        } else if (a == "--format") {
+            auto v = value("--format");
+            if (!v) return std::nullopt;
+            o.format = *v;
+        } else if (a.starts_with("-")) {
+            error = "unknown option '" + a + "'";
+            return std::nullopt;
+        } else if (o.command.empty()) {
+            o.command = a;
+        } else {
+            o.args.push_back(a);
+        }
+    }
+    return o;
+}
+
+fs::path self_dir() {
+    std::error_code ec;
+    const auto exe = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? fs::current_path() : exe.parent_path();
+}
+
+std::vector<fs::path> default_plugin_dirs() {
+    std::vector<fs::path> dirs;
+    if (const char* env = std::getenv("SLUICE_PLUGIN_PATH")) {
+        std::string s = env;
+        std::size_t start = 0;
+        while (start <= s.size()) {
+            const auto colon = s.find(':', start);
+            const auto part = s.substr(start, colon - start);
+            if (!part.empty()) dirs.emplace_back(part);
+            if (colon == std::string::npos) break;
+            start = colon + 1;
+        }
+    }
+    const fs::path here = self_dir();
+    for (const auto& candidate : {here / "plugins", here / ".." / "lib" / "sluice" / "plugins"}) {
+        std::error_code ec;
+        if (fs::is_directory(candidate, ec)) dirs.push_back(candidate.lexically_normal());
+    }
+    return dirs;
+}
+
+// Host config from -c, ./sluice.yaml or defaults, with the command line's overrides.
+sluice::HostConfig resolve_config(const Options& o, sluice::Diagnostics& diag) {
+    sluice::HostConfig host;
+    std::optional<fs::path> file = o.config;
+    if (!file && fs::exists("sluice.yaml")) file = "sluice.yaml";
+    if (file) {
+        if (!fs::exists(*file)) {
+            diag.add({file->string(), 0, 0}, "", "host config file does not exist");
+        } else {
+            host = sluice::load_host_config(*file, diag, sluice::process_env());
+        }
+    }
+    if (!o.plugins.empty()) host.plugin_dirs = o.plugins;
+    if (host.plugin_dirs.empty()) host.plugin_dirs = default_plugin_dirs();
+    if (!o.routes.empty()) host.route_paths = o.routes;
+    if (!o.log_level.empty()) host.log_level = o.log_level;
+    if (!o.log_format.empty()) host.log_format = o.log_format;
+    return host;
+}
+
+void print_plugin_errors(const std::vector<std::string>& errors) {
+    for (const auto& e : errors) std::cerr << "error: " << e << "\n";
+}
+
+int cmd_plugins(const Options& o) {
+    if (o.help || o.args.empty()) {
+        std::cout << "Usage:\n  sluice plugins list [--plugins DIR]... [-c FILE]\n"
+                     "  sluice plugins describe <id> [--format text|markdown|json]\n";
+        return o.help ? kExitOk : kExitUsage;
+    }
+    sluice::Diagnostics diag;
+    const auto host = resolve_config(o, diag);
+    if (!diag.empty()) {
+        std::cerr << diag.to_string();
+        return kExitInvalid;
+    }
+    sluice::PluginRegistry registry;
+    const auto errors = registry.load_directories(host.plugin_dirs);
+    print_plugin_errors(errors);
+    const std::string& sub = o.args[0];
+    if (sub == "list") {
+        const auto all = registry.all();
+        if (all.empty()) {
+            std::cerr << "no plugins found in:";
+            for (const auto& d : host.plugin_dirs) std::cerr << " " << d.string();
+            std::cerr << "\n";
+            return kExitInvalid;
+        }
+        std::size_t width = 2;
+        for (const auto* p : all) width = std::max(width, p->id.size());
+        for (const auto* p : all) {
+            std::string id = p->id;
+            id.resize(width, ' ');
+            std::string kind = sluice::kind_name(p->kind);
+            kind.resize(9, ' ');
+            std::cout << id << "  " << kind << "  " << p->version << "  "
+                      << (p->descriptor.summary ? p->descriptor.summary : "") << "\n";
+        }
+        return errors.empty() ? kExitOk : kExitInvalid;
+    }
+    if (sub == "describe") {
+        if (o.args.size() != 2) return usage_error("plugins describe needs one plugin id");
+        const auto* p = registry.find(o.args[1]);
+        if (p == nullptr) {
+            std::cerr << "sluice: unknown plugin '" << o.args[1] << "' (known: "
+                      << registry.known_ids() << ")\n";
+            return kExitInvalid;
+        }
+        sluice::DocFormat format;
+        if (o.format == "text") {
+            format = sluice::DocFormat::text;
+        } else if (o.format == "markdown") {
+            format = sluice::DocFormat::markdown;
+        } else if (o.format == "json") {
+            format = sluice::DocFormat::json;
+        } else {
+            return usage_error("--format must be text, markdown or json");
+        }
+        std::cout << sluice::describe_plugin(*p, format);
+        return kExitOk;
+    }
+    return usage_error("unknown plugins subcommand '" + sub + "'");
+}
+
+struct Loaded {
+    sluice::HostConfig host;
+    std::vector<sluice::RouteSpec> routes;
+    std::size_t files = 0;
+};
+
+// Loads plugins and validates everything; prints all problems. Returns nullopt when invalid.
+std::optional<Loaded> load_everything(const Options& o, sluice::PluginRegistry& registry,
+                                      bool plugin_errors_are_fatal) {
+    sluice::Diagnostics diag;
+    Loaded out;
+    out.host = resolve_config(o, diag);
+    const auto plugin_errors = registry.load_directories(out.host.plugin_dirs);
+    print_plugin_errors(plugin_errors);
+    const auto files = sluice::manifest_files(out.host.route_paths, diag);
+    out.files = files.size();
+    out.routes = sluice::load_routes(files, registry, diag, sluice::process_env());
+    if (!diag.empty()) {
+        std::cerr << diag.to_string();
+        std::cerr << diag.size() << (diag.size() == 1 ? " error" : " errors") << " in "
+                  << files.size() << " manifest file(s)"
+                  << (out.host.file.empty() ? "" : " and " + out.host.file.string()) << "\n";
+        return std::nullopt;
+    }
+    if (plugin_errors_are_fatal && !plugin_errors.empty()) return std::nullopt;
+    return out;
+}
+
+int cmd_check(const Options& o) {
+    if (o.help) {
+        std::cout << "Usage: sluice check [-c FILE] [--plugins DIR]... [--routes PATH]...\n"
+                     "Validates the host config, every route manifest and plugin; starts "
+                     "nothing.\nExit 0 when valid; 1 with every problem listed otherwise.\n";
+        return kExitOk;
+    }
+    sluice::PluginRegistry registry;
+    const auto loaded = load_everything(o, registry, true);
+    if (!loaded) return kExitInvalid;
+    std::cout << "ok: " << loaded->routes.size() << " route(s) in " << loaded->files
+              << " manifest file(s) are valid\n";
+    for (const auto& r : loaded->routes) {
+        std::cout << "  " << r.name << ": " << r.source.plugin->id;
+        for (const auto& t : r.transforms) std::cout << " -> " << t.plugin->id;
+        std::cout << " -> " << r.sink.plugin->id << "\n";
+    }
+    return kExitOk;
+}
+
+int cmd_run(const Options& o) {
+    if (o.help) {
+        std::cout << "Usage: sluice run [-c FILE] [--plugins DIR]... [--routes PATH]... "
+                     "[--log-level L] [--log-format text|json]\n"
+                     "Runs every route until SIGTERM or SIGINT (then drains and exits 0), or "
+                     "until every route's input has ended.\n";
+        return kExitOk;
+    }
+    // Signals are taken synchronously by this thread; every thread started later inherits
+    // the mask, so none of them is interrupted by a signal meant for the process.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    sluice::PluginRegistry registry;
+    auto loaded = load_everything(o, registry, false);
+    if (!loaded) return kExitInvalid;
+    sluice::log::setup(loaded->host.log_level, loaded->host.log_format);
+    if (loaded->routes.empty()) {
+        sluice::log::error("", "no routes configured: give --routes or `routes:` in the config");
+        return kExitInvalid;
+    }
+    if (!loaded->host.admin_listen.empty()) {
+        sluice::log::warn("", "admin.listen is set but this version serves no admin HTTP yet");
+    }
+    sluice::log::info("", "sluice " SLUICE_SDK_VERSION_STRING " starting " +
+                              std::to_string(loaded->routes.size()) + " route(s)");
+    sluice::Supervisor supervisor;
+    for (auto& r : loaded->routes) supervisor.start(std::move(r));
+
+    const timespec tick{0, 200'000'000};
+    while (true) {
+        const int sig = sigtimedwait(&signals, nullptr, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+            sluice::log::info("", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                                      ": draining routes");
+            break;
+        }
+        if (sig == SIGHUP) {
+            sluice::log::warn("", "SIGHUP: reload is not supported by this version yet; "
+                                  "restart sluice to apply manifest changes");
+        }
+        if (supervisor.all_done()) {
+            sluice::log::info("", "every route's input has ended");
+            break;
+        }
+    }
+    supervisor.stop_all();
+    for (const auto& s : supervisor.status()) {
+        if (s.state == sluice::RouteState::failed) {
+            sluice::log::warn("", "route " + s.name + " ended failed: " + s.reason);
+        }
+    }
+    sluice::log::info("", "stopped");
+    return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string error;
+    const auto options = parse_args(argc, argv, error);
+    if (!options) return usage_error(error);
+    const Options& o = *options;
+    if (o.command.empty() || o.command == "help") {
+        std::cout << kMainHelp;
+        return o.command.empty() && !o.help ? kExitUsage : kExitOk;
+    }
+    try {
+        if (o.command == "version") {
+            std::cout << "sluice " << SLUICE_SDK_VERSION_STRING << " (plugin ABI "
+                      << SLUICE_ABI_MAJOR << "." << SLUICE_ABI_MINOR << ")\n";
+            return kExitOk;
+        }
+        if (o.command == "run") return cmd_run(o);
+        if (o.command == "check") return cmd_check(o);
+        if (o.command == "plugins") return cmd_plugins(o);
+    } catch (const std::exception& e) {
+        std::cerr << "sluice: " << e.what() << "\n";
+        return kExitInvalid;
+    }
+    return usage_error("unknown command '" + o.command + "'");
+}

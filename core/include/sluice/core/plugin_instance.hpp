@@ -1,0 +1,40 @@
+// One created plugin instance. Holds its library first, so the library is released last.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "sluice/core/plugin_registry.hpp"
+#include "sluice/core/stage_config.hpp"
+
+namespace sluice {
+
+/// A status other than OK from a plugin call, with the plugin's message.
+struct StageFailure {
+    sluice_status status;
+    std::string message;
+};
+
+class PluginInstance {
+public:
+    /// Creates the instance; `host` must outlive it. Throws StageFailure.
+    PluginInstance(const PluginInfo& plugin, const StageConfig& config,
+                   const sluice_host_api* host);
+    ~PluginInstance();
+    PluginInstance(const PluginInstance&) = delete;
+    PluginInstance& operator=(const PluginInstance&) = delete;
+
+    sluice_status start(const sluice_emitter* out, std::string& error);
+    sluice_status process(const sluice_batch& batch, const sluice_emitter* out,
+                          std::string& error);
+    sluice_status stop(uint32_t deadline_ms, std::string& error);
+    const PluginInfo& plugin() const { return *plugin_; }
+
+private:
+    std::shared_ptr<PluginLibrary> library_;  // first: destroyed last
+    const PluginInfo* plugin_;
+    void* instance_ = nullptr;
+    bool started_ = false;
+};
+
+}  // namespace sluice

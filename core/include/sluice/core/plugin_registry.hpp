@@ -1,0 +1,62 @@
+// Finds plugin.yaml files under the plugin directories, loads each library with Boost.DLL,
+// checks it against its plugin.yaml and the host's ABI, and keeps it loaded for the life of
+// the process (libraries are never unloaded while anything from them may live).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sluice/abi.h"
+
+namespace boost::dll {
+class shared_library;
+}
+
+namespace sluice {
+
+/// A loaded library. Instances hold a shared_ptr to it, so it outlives them.
+struct PluginLibrary {
+    std::filesystem::path path;
+    std::unique_ptr<boost::dll::shared_library> handle;
+    const sluice_module* module = nullptr;
+    ~PluginLibrary();
+};
+
+/// One plugin of a loaded library, with the host's own copy of its descriptor (zero-filled
+/// beyond what an older plugin's struct_size covers).
+struct PluginInfo {
+    std::string id;
+    sluice_kind kind{};
+    std::string version;
+    std::filesystem::path manifest;  // its plugin.yaml
+    std::shared_ptr<PluginLibrary> library;
+    sluice_plugin_descriptor descriptor{};
+    std::vector<sluice_field_spec> fields;  // host copies, same reasoning
+
+    const sluice_field_spec* field(std::string_view name) const;
+};
+
+const char* kind_name(sluice_kind kind);
+
+class PluginRegistry {
+public:
+    /// Loads every plugin found under `dirs` (each dir is searched two levels deep for
+    /// plugin.yaml). Returns one message per rejected plugin; the others stay usable.
+    std::vector<std::string> load_directories(const std::vector<std::filesystem::path>& dirs);
+
+    /// Loads the plugin described by one plugin.yaml; returns an error message or "".
+    std::string load_manifest(const std::filesystem::path& plugin_yaml);
+
+    const PluginInfo* find(std::string_view id) const;
+    std::vector<const PluginInfo*> all() const;
+    std::string known_ids() const;
+
+private:
+    std::map<std::string, std::unique_ptr<PluginInfo>, std::less<>> plugins_;
+    std::map<std::filesystem::path, std::shared_ptr<PluginLibrary>> libraries_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,28 @@
+// Owns the running routes. Each route restarts itself after a failure; the supervisor starts
+// them, reports on them and stops them all together (in parallel, each draining).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "sluice/core/route.hpp"
+
+namespace sluice {
+
+class Supervisor {
+public:
+    ~Supervisor();
+    void start(RouteSpec spec);
+    /// Asks every route to stop and drain, then waits for all of them.
+    void stop_all();
+    /// True when every route has ended on its own (finite inputs fully delivered).
+    bool all_done() const;
+    std::vector<RouteStatus> status() const;
+
+private:
+    mutable std::mutex mu_;
+    std::vector<std::unique_ptr<Route>> routes_;
+};
+
+}  // namespace sluice

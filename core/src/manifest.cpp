@@ -1,0 +1,692 @@
+#include "sluice/core/manifest.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include "sluice/sdk/template.hpp"
+
+namespace sluice {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+SourceLocation location(const std::string& file, const YAML::Mark& mark) {
+    if (mark.line < 0) return {file, 0, 0};
+    return {file, mark.line + 1, mark.column + 1};
+}
+
+SourceLocation location(const std::string& file, const YAML::Node& node,
+                        const SourceLocation& fallback) {
+    const auto m = node.Mark();
+    return m.line < 0 ? fallback : location(file, m);
+}
+
+std::string type_name(uint32_t type) {
+    switch (type) {
+        case SLUICE_FIELD_STRING: return "string";
+        case SLUICE_FIELD_INT: return "integer";
+        case SLUICE_FIELD_FLOAT: return "number";
+        case SLUICE_FIELD_BOOL: return "boolean";
+        case SLUICE_FIELD_ENUM: return "enum";
+        case SLUICE_FIELD_LIST: return "list of strings";
+        case SLUICE_FIELD_MAP: return "map of strings";
+        case SLUICE_FIELD_TEMPLATE: return "template";
+        case SLUICE_FIELD_TEMPLATE_MAP: return "map of templates";
+        default: return "unknown";
+    }
+}
+
+std::string node_kind(const YAML::Node& n) {
+    if (n.IsSequence()) return "a list";
+    if (n.IsMap()) return "a map";
+    if (n.IsNull()) return "nothing";
+    return "'" + n.Scalar() + "'";
+}
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
+    return out;
+}
+
+std::string format_number(double v) {
+    if (v == std::floor(v) && std::fabs(v) < 1e15) {
+        return std::to_string(static_cast<long long>(v));
+    }
+    return std::to_string(v);
+}
+
+// Checks one value against its field spec and produces the normalised entry.
+// Interpolation happens here, per scalar, so errors point at the scalar that holds `${VAR}`.
+class FieldChecker {
+public:
+    FieldChecker(const std::string& file, Diagnostics& diag, const EnvLookup& env)
+        : file_(file), diag_(diag), env_(env) {}
+
+    std::optional<StageConfig::Entry> check(const sluice_field_spec& f, const YAML::Node& value,
+                                            const SourceLocation& where,
+                                            const std::string& path) {
+        StageConfig::Entry e;
+        e.key = f.name;
+        e.type = f.type;
+        e.secret = (f.flags & SLUICE_FIELD_SECRET) != 0;
+        const auto fail = [&](const std::string& message) {
+            diag_.add(where, path, message);
+            return std::nullopt;
+        };
+        switch (f.type) {
+            case SLUICE_FIELD_LIST: {
+                if (value.IsScalar()) {
+                    auto s = scalar(value, where, path);
+                    if (!s) return std::nullopt;
+                    e.items.push_back(*s);
+                    return e;
+                }
+                if (value.IsNull()) return e;
+                if (!value.IsSequence()) {
+                    return fail("expected a list of strings, got " + node_kind(value));
+                }
+                bool ok = true;
+                for (std::size_t i = 0; i < value.size(); ++i) {
+                    const auto item = value[i];
+                    const auto item_where = location(file_, item, where);
+                    if (!item.IsScalar()) {
+                        diag_.add(item_where, path + "[" + std::to_string(i) + "]",
+                                  "expected a string, got " + node_kind(item));
+                        ok = false;
+                        continue;
+                    }
+                    auto s = scalar(item, item_where, path);
+                    if (!s) {
+                        ok = false;
+                        continue;
+                    }
+                    e.items.push_back(*s);
+                }
+                if (!ok) return std::nullopt;
+                return e;
+            }
+            case SLUICE_FIELD_MAP:
+            case SLUICE_FIELD_TEMPLATE_MAP: {
+                if (value.IsNull()) return e;
+                if (!value.IsMap()) {
+                    return fail("expected a map, got " + node_kind(value));
+                }
+                bool ok = true;
+                std::set<std::string> seen;
+                for (auto it = value.begin(); it != value.end(); ++it) {
+                    const auto key_where = location(file_, it->first.Mark());
+                    const std::string key = it->first.Scalar();
+                    const std::string item_path = path + "." + key;
+                    if (!seen.insert(key).second) {
+                        diag_.add(key_where, item_path, "duplicate key '" + key + "'");
+                        ok = false;
+                        continue;
+                    }
+                    const auto val_where = location(file_, it->second, key_where);
+                    if (!it->second.IsScalar()) {
+                        diag_.add(val_where, item_path,
+                                  "expected a string, got " + node_kind(it->second));
+                        ok = false;
+                        continue;
+                    }
+                    auto s = scalar(it->second, val_where, item_path);
+                    if (!s) {
+                        ok = false;
+                        continue;
+                    }
+                    if (f.type == SLUICE_FIELD_TEMPLATE_MAP && !check_template(*s, val_where,
+                                                                               item_path)) {
+                        ok = false;
+                        continue;
+                    }
+                    e.items.push_back(key);
+                    e.values.push_back(*s);
+                }
+                if (!ok) return std::nullopt;
+                return e;
+            }
+            default:
+                break;
+        }
+        if (!value.IsScalar()) {
+            return fail("expected " + expected(f) + ", got " + node_kind(value));
+        }
+        auto text = scalar(value, where, path);
+        if (!text) return std::nullopt;
+        switch (f.type) {
+            case SLUICE_FIELD_STRING:
+                break;
+            case SLUICE_FIELD_TEMPLATE:
+                if (!check_template(*text, where, path)) return std::nullopt;
+                break;
+            case SLUICE_FIELD_BOOL: {
+                std::string lower = *text;
+                std::transform(lower.begin(), lower.end(), lower.begin(),
+                               [](unsigned char c) { return std::tolower(c); });
+                if (lower == "true" || lower == "yes" || lower == "on") {
+                    *text = "true";
+                } else if (lower == "false" || lower == "no" || lower == "off") {
+                    *text = "false";
+                } else {
+                    return fail("expected true or false, got '" + *text + "'");
+                }
+                break;
+            }
+            case SLUICE_FIELD_INT: {
+                long long v = 0;
+                const auto [end, ec] =
+                    std::from_chars(text->data(), text->data() + text->size(), v);
+                if (ec != std::errc{} || end != text->data() + text->size()) {
+                    return fail("expected an integer, got '" + *text + "'");
+                }
+                if (!in_range(f, static_cast<double>(v), where, path)) return std::nullopt;
+                break;
+            }
+            case SLUICE_FIELD_FLOAT: {
+                double v = 0;
+                try {
+                    std::size_t used = 0;
+                    v = std::stod(*text, &used);
+                    if (used != text->size()) throw std::invalid_argument(*text);
+                } catch (const std::exception&) {
+                    return fail("expected a number, got '" + *text + "'");
+                }
+                if (!in_range(f, v, where, path)) return std::nullopt;
+                break;
+            }
+            case SLUICE_FIELD_ENUM: {
+                std::vector<std::string> allowed;
+                for (auto p = f.enum_values; p != nullptr && *p != nullptr; ++p) {
+                    allowed.emplace_back(*p);
+                }
+                if (std::find(allowed.begin(), allowed.end(), *text) == allowed.end()) {
+                    return fail("'" + *text + "' is not one of: " + join(allowed));
+                }
+                break;
+            }
+            default:
+                return fail("unsupported option type " + std::to_string(f.type) +
+                            " in the plugin's spec");
+        }
+        e.value = *text;
+        return e;
+    }
+
+private:
+    std::optional<std::string> scalar(const YAML::Node& n, const SourceLocation& where,
+                                      const std::string& path) {
+        std::string error;
+        auto out = interpolate(n.Scalar(), env_, error);
+        if (!out) diag_.add(where, path, error);
+        return out;
+    }
+
+    bool check_template(const std::string& text, const SourceLocation& where,
+                        const std::string& path) {
+        try {
+            sdk::Template::compile(text);
+            return true;
+        } catch (const sdk::TemplateError& e) {
+            diag_.add(where, path, std::string("bad template '") + text + "': " + e.what());
+            return false;
+        }
+    }
+
+    bool in_range(const sluice_field_spec& f, double v, const SourceLocation& where,
+                  const std::string& path) {
+        if ((f.flags & SLUICE_FIELD_RANGE) == 0) return true;
+        if (v >= f.min_value && v <= f.max_value) return true;
+        diag_.add(where, path,
+                  format_number(v) + " is outside " + format_number(f.min_value) + ".." +
+                      format_number(f.max_value));
+        return false;
+    }
+
+    static std::string expected(const sluice_field_spec& f) {
+        if (f.type == SLUICE_FIELD_ENUM) {
+            std::vector<std::string> allowed;
+            for (auto p = f.enum_values; p != nullptr && *p != nullptr; ++p) {
+                allowed.emplace_back(*p);
+            }
+            return "one of: " + join(allowed);
+        }
+        return "a " + type_name(f.type);
+    }
+
+    const std::string& file_;
+    Diagnostics& diag_;
+    const EnvLookup& env_;
+};
+
+// Validates a mapping against a field table; returns the entries, including defaults.
+std::vector<StageConfig::Entry> check_fields(const std::vector<sluice_field_spec>& fields,
+                                             const YAML::Node& node,
+                                             const std::set<std::string>& ignored_keys,
+                                             const SourceLocation& where,
+                                             const std::string& path, const std::string& file,
+                                             Diagnostics& diag, const EnvLookup& env,
+                                             bool& ok) {
+    FieldChecker checker(file, diag, env);
+    std::vector<StageConfig::Entry> entries;
+    std::set<std::string> seen;
+    const std::size_t errors_before = diag.size();
+    if (node && !node.IsNull() && !node.IsMap()) {
+        diag.add(location(file, node, where), path,
+                 "expected a map of options, got " + node_kind(node));
+        ok = false;
+        return entries;
+    }
+    if (node && node.IsMap()) {
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            const std::string key = it->first.Scalar();
+            const auto key_where = location(file, it->first.Mark());
+            if (ignored_keys.count(key)) continue;
+            const std::string key_path = path.empty() ? key : path + " > " + key;
+            if (!seen.insert(key).second) {
+                diag.add(key_where, key_path, "duplicate key '" + key + "'");
+                continue;
+            }
+            const auto spec = std::find_if(fields.begin(), fields.end(),
+                                           [&](const auto& f) { return key == f.name; });
+            if (spec == fields.end()) {
+                std::vector<std::string> allowed;
+                for (const auto& f : fields) allowed.emplace_back(f.name);
+                for (const auto& k : ignored_keys) allowed.push_back(k);
+                std::sort(allowed.begin(), allowed.end());
+                diag.add(key_where, key_path,
+                         "unknown key '" + key + "' (allowed: " + join(allowed) + ")");
+                continue;
+            }
+            const auto value_where = location(file, it->second, key_where);
+            if (auto e = checker.check(*spec, it->second, value_where, key_path)) {
+                entries.push_back(std::move(*e));
+            }
+        }
+    }
+    for (const auto& f : fields) {
+        if (seen.count(f.name)) continue;
+        if (f.default_value != nullptr) {
+            // Scalar defaults are taken literally ("," stays a comma); lists and maps are YAML.
+            const bool structured = f.type == SLUICE_FIELD_LIST || f.type == SLUICE_FIELD_MAP ||
+                                    f.type == SLUICE_FIELD_TEMPLATE_MAP;
+            YAML::Node def;
+            try {
+                def = structured ? YAML::Load(f.default_value) : YAML::Node(f.default_value);
+            } catch (const YAML::Exception& e) {
+                diag.add(where, path.empty() ? f.name : path + " > " + f.name,
+                         std::string("the plugin's default is not valid YAML: ") + e.what());
+                continue;
+            }
+            if (auto e = checker.check(f, def, where, path + " > " + f.name)) {
+                entries.push_back(std::move(*e));
+            }
+        } else if ((f.flags & SLUICE_FIELD_REQUIRED) != 0) {
+            diag.add(where, path, std::string("missing required key '") + f.name + "'");
+        }
+    }
+    if (diag.size() != errors_before) ok = false;
+    return entries;
+}
+
+const std::set<std::string> kRouteStructureKeys = {"route", "source", "transforms", "sink"};
+
+sluice_field_spec option(const char* name, uint32_t type, const char* def, const char* desc,
+                         double min = 0, double max = 0,
+                         const char* const* enum_values = nullptr) {
+    sluice_field_spec f{};
+    f.struct_size = sizeof f;
+    f.name = name;
+    f.type = type;
+    f.default_value = def;
+    f.description = desc;
+    f.enum_values = enum_values;
+    if (max > min) {
+        f.flags |= SLUICE_FIELD_RANGE;
+        f.min_value = min;
+        f.max_value = max;
+    }
+    return f;
+}
+
+}  // namespace
+
+const std::vector<sluice_field_spec>& route_option_fields() {
+    static const char* const when_full[] = {"block", "drop_newest", nullptr};
+    static const char* const on_error[] = {"drop", "stop", nullptr};
+    static const std::vector<sluice_field_spec> fields = {
+        option("queue_capacity", SLUICE_FIELD_INT, "10000",
+               "Messages the route holds between its source and the rest of the pipeline.", 1,
+               10'000'000),
+        option("when_full", SLUICE_FIELD_ENUM, "block",
+               "What the source does when the queue is full: `block` waits for room "
+               "(back-pressure, nothing lost), `drop_newest` drops the new message and counts it.",
+               0, 0, when_full),
+        option("on_error", SLUICE_FIELD_ENUM, "drop",
+               "What happens to a message a stage rejects (malformed payload, refused by the "
+               "destination): `drop` counts it and logs a warning; `stop` halts the route "
+               "until it is fixed and reloaded.",
+               0, 0, on_error),
+        option("max_payload_bytes", SLUICE_FIELD_INT, "1048576",
+               "Larger payloads are rejected at the source and handed to `on_error`.", 1,
+               1024.0 * 1024 * 1024),
+        option("batch_size", SLUICE_FIELD_INT, "500",
+               "Most messages moved through the pipeline in one batch.", 1, 100000),
+        option("restart_initial_ms", SLUICE_FIELD_INT, "500",
+               "First delay before a failed route is restarted; doubles per failure.", 1,
+               3'600'000),
+        option("restart_max_ms", SLUICE_FIELD_INT, "30000",
+               "Longest delay between restarts of a failed route.", 1, 3'600'000),
+        option("drain_timeout_ms", SLUICE_FIELD_INT, "10000",
+               "On shutdown, how long the route may take to deliver what it holds.", 0,
+               3'600'000),
+    };
+    return fields;
+}
+
+HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLookup& env) {
+    HostConfig host;
+    host.file = file;
+    const std::string name = file.string();
+    YAML::Node doc;
+    try {
+        doc = YAML::LoadFile(name);
+    } catch (const YAML::ParserException& e) {
+        diag.add(location(name, e.mark), "", std::string("malformed YAML: ") + e.msg);
+        return host;
+    } catch (const YAML::Exception& e) {
+        diag.add({name, 0, 0}, "", std::string("cannot read host config: ") + e.what());
+        return host;
+    }
+    static const char* const levels[] = {"trace", "debug", "info", "warn", "error", nullptr};
+    static const char* const formats[] = {"text", "json", nullptr};
+    std::vector<sluice_field_spec> fields = {
+        option("plugins", SLUICE_FIELD_LIST, "[]", "Plugin directories."),
+        option("routes", SLUICE_FIELD_LIST, "[]", "Route manifest files or directories."),
+        option("state_dir", SLUICE_FIELD_STRING, "var/sluice", "Durable state."),
+        option("admin", SLUICE_FIELD_MAP, "{}", "Admin HTTP settings."),
+        option("log", SLUICE_FIELD_MAP, "{}", "Logging: level and format."),
+    };
+    bool ok = true;
+    const SourceLocation where = location(name, doc.Mark());
+    auto entries = check_fields(fields, doc, {}, where, "", name, diag, env, ok);
+    const fs::path base = file.parent_path();
+    auto resolve = [&](const std::string& p) {
+        fs::path path(p);
+        return path.is_absolute() ? path : (base / path).lexically_normal();
+    };
+    for (const auto& e : entries) {
+        if (e.key == "plugins") {
+            for (const auto& p : e.items) host.plugin_dirs.push_back(resolve(p));
+        } else if (e.key == "routes") {
+            for (const auto& p : e.items) host.route_paths.push_back(resolve(p));
+        } else if (e.key == "state_dir") {
+            host.state_dir = resolve(*e.value);
+        } else if (e.key == "log" || e.key == "admin") {
+            for (std::size_t i = 0; i < e.items.size(); ++i) {
+                const auto& k = e.items[i];
+                const auto& v = e.values[i];
+                const SourceLocation at = location(name, doc[e.key][k].Mark());
+                const std::string path = e.key + " > " + k;
+                if (e.key == "admin" && k == "listen") {
+                    host.admin_listen = v;
+                } else if (e.key == "log" && k == "level") {
+                    if (std::find_if(std::begin(levels), std::end(levels) - 1, [&](const char* l) {
+                            return v == l;
+                        }) == std::end(levels) - 1) {
+                        diag.add(at, path, "'" + v + "' is not one of: trace, debug, info, warn, error");
+                    }
+                    host.log_level = v;
+                } else if (e.key == "log" && k == "format") {
+                    if (v != formats[0] && v != formats[1]) {
+                        diag.add(at, path, "'" + v + "' is not one of: text, json");
+                    }
+                    host.log_format = v;
+                } else {
+                    diag.add(at, path,
+                             "unknown key '" + k + "' (allowed: " +
+                                 (e.key == "log" ? "format, level" : "listen") + ")");
+                }
+            }
+        }
+    }
+    return host;
+}
+
+std::vector<fs::path> manifest_files(const std::vector<fs::path>& paths, Diagnostics& diag) {
+    std::vector<fs::path> files;
+    for (const auto& p : paths) {
+        std::error_code ec;
+        if (fs::is_directory(p, ec)) {
+            std::vector<fs::path> found;
+            for (const auto& entry : fs::directory_iterator(p, ec)) {
+                const auto ext = entry.path().extension();
+                if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+                    found.push_back(entry.path());
+                }
+            }
+            std::sort(found.begin(), found.end());
+            files.insert(files.end(), found.begin(), found.end());
+        } else if (fs::is_regular_file(p, ec)) {
+            files.push_back(p);
+        } else {
+            diag.add({p.string(), 0, 0}, "", "route manifest path does not exist");
+        }
+    }
+    return files;
+}
+
+std::string RouteSpec::fingerprint() const {
+    std::string out = name;
+    auto add = [&out](const StageSpec& s) {
+        out += '\x1d' + s.plugin->id + '@' + s.plugin->version + '\x1d' +
+               s.config->fingerprint();
+    };
+    add(source);
+    for (const auto& t : transforms) add(t);
+    add(sink);
+    const auto& o = options;
+    out += '\x1d' + std::to_string(o.queue_capacity) + ',' +
+           std::to_string(static_cast<int>(o.when_full)) + ',' +
+           std::to_string(static_cast<int>(o.on_error)) + ',' +
+           std::to_string(o.max_payload_bytes) + ',' + std::to_string(o.batch_size) + ',' +
+           std::to_string(o.restart_initial_ms) + ',' + std::to_string(o.restart_max_ms) + ',' +
+           std::to_string(o.drain_timeout_ms);
+    return out;
+}
+
+namespace {
+
+struct DiagSink {
+    Diagnostics* diag;
+    const std::string* file;
+    const YAML::Node* config;
+    SourceLocation stage_where;
+    std::string path;
+};
+
+// Maps a key reported by a plugin's validate() ("properties.linger.ms") to its location.
+SourceLocation locate_key(const DiagSink& s, const std::string& key) {
+    if (key.empty() || !s.config->IsMap()) return s.stage_where;
+    const auto dot = key.find('.');
+    const std::string head = key.substr(0, dot);
+    for (auto it = s.config->begin(); it != s.config->end(); ++it) {
+        if (it->first.Scalar() != head) continue;
+        if (dot != std::string::npos && it->second.IsMap()) {
+            const std::string rest = key.substr(dot + 1);
+            for (auto jt = it->second.begin(); jt != it->second.end(); ++jt) {
+                if (jt->first.Scalar() == rest) return location(*s.file, jt->first.Mark());
+            }
+        }
+        return location(*s.file, it->first.Mark());
+    }
+    return s.stage_where;
+}
+
+std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& stage,
+                                     sluice_kind kind, const std::string& route,
+                                     const SourceLocation& where, const std::string& file,
+                                     const PluginRegistry& registry, Diagnostics& diag,
+                                     const EnvLookup& env) {
+    const std::string route_path = "route " + route + " > " + stage;
+    if (!node.IsMap() || node.size() != 1) {
+        diag.add(location(file, node, where), route_path,
+                 std::string("expected exactly one plugin, as `") + stage +
+                     ": { <plugin-id>: { options } }`, got " + node_kind(node));
+        return std::nullopt;
+    }
+    const auto it = node.begin();
+    const std::string id = it->first.Scalar();
+    const auto id_where = location(file, it->first.Mark());
+    const std::string path = route_path + " " + id;
+    const PluginInfo* plugin = registry.find(id);
+    if (plugin == nullptr) {
+        diag.add(id_where, path, "unknown plugin '" + id + "' (known: " + registry.known_ids() +
+                                     ")");
+        return std::nullopt;
+    }
+    if (plugin->kind != kind) {
+        diag.add(id_where, path,
+                 "'" + id + "' is a " + kind_name(plugin->kind) + " plugin, not a " +
+                     kind_name(kind));
+        return std::nullopt;
+    }
+    bool ok = true;
+    const YAML::Node config = it->second;
+    auto entries = check_fields(plugin->fields, config, {}, id_where, path, file, diag, env, ok);
+    if (!ok) return std::nullopt;
+    StageSpec spec;
+    spec.plugin = plugin;
+    spec.label = stage + " " + id;
+    spec.config = std::make_unique<StageConfig>(route, stage, std::move(entries));
+    if (plugin->descriptor.validate != nullptr) {
+        DiagSink sink{&diag, &file, &config, id_where, path};
+        sluice_diagnostics d{sizeof(sluice_diagnostics), &sink,
+                             [](void* ctx, const char* key, const char* message) {
+                                 auto* s = static_cast<DiagSink*>(ctx);
+                                 const std::string k = key ? key : "";
+                                 s->diag->add(locate_key(*s, k),
+                                              k.empty() ? s->path : s->path + " > " + k,
+                                              message ? message : "invalid");
+                             }};
+        if (plugin->descriptor.validate(spec.config->c(), &d) != SLUICE_OK) return std::nullopt;
+    }
+    return spec;
+}
+
+}  // namespace
+
+std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
+                                   const PluginRegistry& registry, Diagnostics& diag,
+                                   const EnvLookup& env) {
+    static const std::regex kRouteName("[a-z0-9][a-z0-9-]*");
+    std::vector<RouteSpec> routes;
+    std::map<std::string, SourceLocation> defined;
+    for (const auto& path : files) {
+        const std::string file = path.string();
+        std::vector<YAML::Node> docs;
+        try {
+            docs = YAML::LoadAllFromFile(file);
+        } catch (const YAML::ParserException& e) {
+            diag.add(location(file, e.mark), "", std::string("malformed YAML: ") + e.msg);
+            continue;
+        } catch (const YAML::Exception& e) {
+            diag.add({file, 0, 0}, "", std::string("cannot read route manifest: ") + e.what());
+            continue;
+        }
+        for (const auto& doc : docs) {
+            if (doc.IsNull()) continue;
+            const SourceLocation doc_where = location(file, doc.Mark());
+            if (!doc.IsMap()) {
+                diag.add(doc_where, "",
+                         "a route manifest is a map with route, source, transforms and sink; "
+                         "got " + node_kind(doc));
+                continue;
+            }
+            const std::size_t errors_before = diag.size();
+            const auto name_node = doc["route"];
+            std::string name;
+            if (!name_node || !name_node.IsScalar()) {
+                diag.add(doc_where, "", "missing required key 'route' (the route's name)");
+                name = "<unnamed>";
+            } else {
+                name = name_node.Scalar();
+                const auto name_where = location(file, name_node.Mark());
+                if (!std::regex_match(name, kRouteName)) {
+                    diag.add(name_where, "route " + name,
+                             "route name must match [a-z0-9][a-z0-9-]* (lower case, digits, "
+                             "dashes)");
+                } else if (auto prev = defined.find(name); prev != defined.end()) {
+                    diag.add(name_where, "route " + name,
+                             "duplicate route name: already defined at " + prev->second.file +
+                                 ":" + std::to_string(prev->second.line));
+                } else {
+                    defined.emplace(name, name_where);
+                }
+            }
+            RouteSpec route;
+            route.name = name;
+            route.where = doc_where;
+            bool ok = true;
+            auto options = check_fields(route_option_fields(), doc, kRouteStructureKeys,
+                                        doc_where, "route " + name, file, diag, env, ok);
+            for (const auto& e : options) {
+                auto& o = route.options;
+                const std::string& v = *e.value;
+                if (e.key == "queue_capacity") o.queue_capacity = std::stoull(v);
+                if (e.key == "when_full") {
+                    o.when_full = v == "block" ? RouteOptions::WhenFull::block
+                                               : RouteOptions::WhenFull::drop_newest;
+                }
+                if (e.key == "on_error") {
+                    o.on_error = v == "drop" ? RouteOptions::OnError::drop
+                                             : RouteOptions::OnError::stop;
+                }
+                if (e.key == "max_payload_bytes") o.max_payload_bytes = std::stoull(v);
+                if (e.key == "batch_size") o.batch_size = std::stoull(v);
+                if (e.key == "restart_initial_ms") o.restart_initial_ms = static_cast<uint32_t>(std::stoul(v));
+                if (e.key == "restart_max_ms") o.restart_max_ms = static_cast<uint32_t>(std::stoul(v));
+                if (e.key == "drain_timeout_ms") o.drain_timeout_ms = static_cast<uint32_t>(std::stoul(v));
+            }
+            auto stage = [&](const char* key, sluice_kind kind) -> std::optional<StageSpec> {
+                const auto n = doc[key];
+                if (!n) {
+                    diag.add(doc_where, "route " + name,
+                             std::string("missing required key '") + key + "'");
+                    return std::nullopt;
+                }
+                return check_stage(n, key, kind, name, location(file, n, doc_where), file,
+                                   registry, diag, env);
+            };
+            auto source = stage("source", SLUICE_KIND_SOURCE);
+            auto sink = stage("sink", SLUICE_KIND_SINK);
+            if (const auto t = doc["transforms"]; t && !t.IsNull()) {
+                if (!t.IsSequence()) {
+                    diag.add(location(file, t, doc_where), "route " + name + " > transforms",
+                             "expected a list of transforms, got " + node_kind(t));
+                } else {
+                    for (std::size_t i = 0; i < t.size(); ++i) {
+                        auto spec = check_stage(t[i], "transforms[" + std::to_string(i) + "]",
+                                                SLUICE_KIND_TRANSFORM, name,
+                                                location(file, t[i], doc_where), file, registry,
+                                                diag, env);
+                        if (spec) route.transforms.push_back(std::move(*spec));
+                    }
+                }
+            }
+            if (diag.size() != errors_before || !source || !sink || !ok) continue;
+            route.source = std::move(*source);
+            route.sink = std::move(*sink);
+            routes.push_back(std::move(route));
+        }
+    }
+    return routes;
+}
+
+}  // namespace sluice

@@ -1,0 +1,228 @@
+#include "sluice/core/plugin_registry.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <boost/dll/shared_library.hpp>
+#include <cstring>
+
+namespace sluice {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string rebuild_hint() {
+    return "rebuild the plugin against Sluice SDK " + std::to_string(SLUICE_ABI_MAJOR) + "." +
+           std::to_string(SLUICE_ABI_MINOR) + " (find_package(SluiceSDK " +
+           std::to_string(SLUICE_ABI_MAJOR) + "))";
+}
+
+std::string abi_string(uint32_t major, uint32_t minor) {
+    return std::to_string(major) + "." + std::to_string(minor);
+}
+
+// Callbacks a plugin of each kind must provide, checked within its struct_size.
+std::string missing_callback(const sluice_plugin_descriptor& d) {
+    if (d.create == nullptr) return "create";
+    if (d.start == nullptr) return "start";
+    if (d.stop == nullptr) return "stop";
+    if (d.destroy == nullptr) return "destroy";
+    if (d.kind != SLUICE_KIND_SOURCE && d.process == nullptr) return "process";
+    return "";
+}
+
+}  // namespace
+
+PluginLibrary::~PluginLibrary() = default;
+
+const sluice_field_spec* PluginInfo::field(std::string_view name) const {
+    for (const auto& f : fields) {
+        if (name == f.name) return &f;
+    }
+    return nullptr;
+}
+
+const char* kind_name(sluice_kind kind) {
+    switch (kind) {
+        case SLUICE_KIND_SOURCE: return "source";
+        case SLUICE_KIND_TRANSFORM: return "transform";
+        case SLUICE_KIND_SINK: return "sink";
+    }
+    return "unknown";
+}
+
+std::vector<std::string> PluginRegistry::load_directories(const std::vector<fs::path>& dirs) {
+    std::vector<std::string> errors;
+    for (const auto& dir : dirs) {
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) {
+            errors.push_back(dir.string() + ": plugin directory does not exist");
+            continue;
+        }
+        std::vector<fs::path> found;
+        if (fs::exists(dir / "plugin.yaml")) found.push_back(dir / "plugin.yaml");
+        for (auto it = fs::recursive_directory_iterator(dir, ec);
+             it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            if (ec) break;
+            if (it.depth() > 1) {
+                it.disable_recursion_pending();
+                continue;
+            }
+            if (it->is_regular_file() && it->path().filename() == "plugin.yaml" &&
+                it->path().parent_path() != dir) {
+                found.push_back(it->path());
+            }
+        }
+        std::sort(found.begin(), found.end());  // deterministic duplicate reporting
+        for (const auto& p : found) {
+            if (auto err = load_manifest(p); !err.empty()) errors.push_back(err);
+        }
+    }
+    return errors;
+}
+
+std::string PluginRegistry::load_manifest(const fs::path& plugin_yaml) {
+    const std::string where = plugin_yaml.string();
+    YAML::Node doc;
+    try {
+        doc = YAML::LoadFile(where);
+    } catch (const YAML::Exception& e) {
+        return where + ": malformed plugin.yaml: " + e.what();
+    }
+    auto text = [&](const char* key) -> std::string {
+        const auto n = doc[key];
+        return n && n.IsScalar() ? n.as<std::string>() : std::string();
+    };
+    const std::string id = text("id");
+    const std::string kind = text("kind");
+    const std::string version = text("version");
+    if (id.empty() || kind.empty()) {
+        return where + ": plugin.yaml needs 'id' and 'kind' (source, transform or sink)";
+    }
+    std::string library_name = text("library");
+    if (library_name.empty()) library_name = "sluice-" + id + ".so";
+    const fs::path library_path = fs::absolute(plugin_yaml.parent_path() / library_name);
+    if (const auto* existing = find(id)) {
+        return where + ": duplicate plugin id '" + id + "': already loaded from " +
+               existing->manifest.string() + " (remove one of the two directories)";
+    }
+
+    std::shared_ptr<PluginLibrary> lib;
+    if (auto it = libraries_.find(library_path); it != libraries_.end()) {
+        lib = it->second;
+    } else {
+        lib = std::make_shared<PluginLibrary>();
+        lib->path = library_path;
+        try {
+            // RTLD_LOCAL: plugins' own symbols never collide; RTLD_NOW: an unresolved symbol
+            // is reported now, naming the library, rather than crashing at the first call.
+            lib->handle = std::make_unique<boost::dll::shared_library>(
+                library_path.string(), boost::dll::load_mode::rtld_local |
+                                           boost::dll::load_mode::rtld_now);
+        } catch (const std::exception& e) {
+            return library_path.string() + ": cannot open plugin library for '" + id +
+                   "': " + e.what() + " (check that it was built for this system and that " +
+                   "its dependencies are installed)";
+        }
+        if (!lib->handle->has(SLUICE_MODULE_ENTRY_SYMBOL)) {
+            return library_path.string() + ": not a Sluice plugin: entry symbol '" +
+                   SLUICE_MODULE_ENTRY_SYMBOL + "' is missing (declare the module with " +
+                   "SLUICE_MODULE(...) from <sluice/sdk.hpp>)";
+        }
+        auto entry = lib->handle->get<const sluice_module*()>(SLUICE_MODULE_ENTRY_SYMBOL);
+        lib->module = entry();
+        const sluice_module* m = lib->module;
+        if (m == nullptr || m->struct_size < offsetof(sluice_module, plugins) + sizeof(void*)) {
+            return library_path.string() + ": entry symbol returned an invalid module";
+        }
+        if (m->abi_major != SLUICE_ABI_MAJOR) {
+            return library_path.string() + ": plugin '" + id + "' was built for ABI " +
+                   abi_string(m->abi_major, m->abi_minor) + ", this host has ABI " +
+                   abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR) +
+                   " (major versions must match): " + rebuild_hint();
+        }
+        if (m->abi_minor > SLUICE_ABI_MINOR) {
+            return library_path.string() + ": plugin '" + id + "' needs ABI " +
+                   abi_string(m->abi_major, m->abi_minor) + ", newer than this host's " +
+                   abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR) +
+                   ": upgrade sluice, or rebuild the plugin against SDK " +
+                   abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
+        }
+        libraries_.emplace(library_path, lib);
+    }
+
+    const sluice_module* m = lib->module;
+    const sluice_plugin_descriptor* found = nullptr;
+    std::string ids_in_library;
+    for (std::size_t i = 0; i < m->n_plugins; ++i) {
+        const auto* d = m->plugins[i];
+        if (d == nullptr || d->id == nullptr) continue;
+        ids_in_library += (ids_in_library.empty() ? "" : ", ") + std::string(d->id);
+        if (id == d->id) found = d;
+    }
+    if (found == nullptr) {
+        return where + ": plugin.yaml says id '" + id + "' but " + library_path.string() +
+               " provides [" + ids_in_library + "]: fix the id in plugin.yaml";
+    }
+    if (found->struct_size > sizeof(sluice_plugin_descriptor)) {
+        return library_path.string() + ": descriptor of '" + id + "' is larger than this " +
+               "host knows (" + std::to_string(found->struct_size) + " > " +
+               std::to_string(sizeof(sluice_plugin_descriptor)) + " bytes): upgrade sluice";
+    }
+
+    auto info = std::make_unique<PluginInfo>();
+    std::memcpy(&info->descriptor, found, found->struct_size);  // rest stays zero
+    const auto& d = info->descriptor;
+    info->id = id;
+    info->kind = static_cast<sluice_kind>(d.kind);
+    info->version = d.version != nullptr ? d.version : "";
+    info->manifest = plugin_yaml;
+    info->library = lib;
+    if (kind != kind_name(info->kind)) {
+        return where + ": plugin.yaml says kind '" + kind + "' but the library's '" + id +
+               "' is a " + kind_name(info->kind) + ": fix plugin.yaml";
+    }
+    if (!version.empty() && version != info->version) {
+        return where + ": plugin.yaml says version " + version + " but the library's '" + id +
+               "' is version " + info->version + ": reinstall the plugin (stale plugin.yaml?)";
+    }
+    if (info->version.empty()) {
+        return library_path.string() + ": plugin '" + id + "' declares no version";
+    }
+    if (auto missing = missing_callback(d); !missing.empty()) {
+        return library_path.string() + ": plugin '" + id + "' lacks the '" + missing +
+               "' callback: " + rebuild_hint();
+    }
+    for (std::size_t i = 0; i < d.n_fields; ++i) {
+        const sluice_field_spec* f = d.fields[i];
+        sluice_field_spec copy{};
+        std::memcpy(&copy, f, std::min<std::size_t>(f->struct_size, sizeof copy));
+        if (copy.name == nullptr || copy.description == nullptr) {
+            return library_path.string() + ": option " + std::to_string(i) + " of '" + id +
+                   "' lacks a name or description";
+        }
+        info->fields.push_back(copy);
+    }
+    plugins_.emplace(id, std::move(info));
+    return "";
+}
+
+const PluginInfo* PluginRegistry::find(std::string_view id) const {
+    auto it = plugins_.find(id);
+    return it == plugins_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const PluginInfo*> PluginRegistry::all() const {
+    std::vector<const PluginInfo*> out;
+    for (const auto& [id, p] : plugins_) out.push_back(p.get());
+    return out;
+}
+
+std::string PluginRegistry::known_ids() const {
+    std::string out;
+    for (const auto& [id, p] : plugins_) out += (out.empty() ? "" : ", ") + id;
+    return out.empty() ? "none loaded: check the plugin directories" : out;
+}
+
+}  // namespace sluice

@@ -1,0 +1,35 @@
+#include "sluice/core/supervisor.hpp"
+
+namespace sluice {
+
+Supervisor::~Supervisor() { stop_all(); }
+
+void Supervisor::start(RouteSpec spec) {
+    auto route = std::make_unique<Route>(std::move(spec));
+    route->start();
+    std::lock_guard lock(mu_);
+    routes_.push_back(std::move(route));
+}
+
+void Supervisor::stop_all() {
+    std::lock_guard lock(mu_);
+    for (auto& r : routes_) r->request_stop();
+    for (auto& r : routes_) r->join();
+}
+
+bool Supervisor::all_done() const {
+    std::lock_guard lock(mu_);
+    for (const auto& r : routes_) {
+        if (!r->done()) return false;
+    }
+    return !routes_.empty();
+}
+
+std::vector<RouteStatus> Supervisor::status() const {
+    std::lock_guard lock(mu_);
+    std::vector<RouteStatus> out;
+    for (const auto& r : routes_) out.push_back(r->status());
+    return out;
+}
+
+}  // namespace sluice

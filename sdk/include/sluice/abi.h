@@ -1,0 +1,296 @@
+/*
+ * Sluice plugin ABI: the only contract between the `sluice` host and a plugin library.
+ *
+ * Pure C (C99 and C++ compatible), no C++ types, no exceptions, no allocator mixing across the
+ * boundary. Most authors use the C++ SDK in <sluice/sdk.hpp>, which implements this header.
+ *
+ * Rules that keep old plugins loading into new hosts:
+ *  - Every struct that one side fills and the other reads starts with `struct_size`
+ *    (sizeof as the filler compiled it). Structs only ever grow at the end; a reader reads
+ *    only the members that lie inside `struct_size`, and treats the rest as zero.
+ *  - A plugin built against ABI x.y loads into a host with major == x and minor >= y.
+ *    Major: a member removed, reordered or retyped, or a meaning changed. Minor: members or
+ *    callbacks appended, enum values added. See docs/abi-policy.md.
+ *  - OWNERSHIP: memory the host passes into a call is valid only during that call; copy what
+ *    you keep. Memory a plugin returns from its descriptors (ids, spec tables) must stay valid
+ *    until the library is unloaded (static storage). The host never frees plugin memory and
+ *    the plugin never frees host memory.
+ *  - The host never unloads a library while any instance created from it exists.
+ */
+#ifndef SLUICE_ABI_H
+#define SLUICE_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLUICE_ABI_MAJOR SLUICE_SDK_VERSION_MAJOR
+#define SLUICE_ABI_MINOR SLUICE_SDK_VERSION_MINOR
+
+/** The single symbol a plugin library exports; the host resolves it by this name. */
+#define SLUICE_MODULE_ENTRY_SYMBOL "sluice_module_entry_v1"
+
+/** Outcome of a plugin callback. */
+typedef enum sluice_status {
+    /** Done. For a sink: every message not rejected is confirmed by the destination. */
+    SLUICE_OK = 0,
+    /** Transient failure (destination unreachable, queue full): the host retries the same
+     *  input after a back-off; the route is `degraded` meanwhile. */
+    SLUICE_RETRY = 1,
+    /** This input cannot be handled (malformed, rejected by the destination): the host hands
+     *  the affected messages to the route's error policy and goes on. */
+    SLUICE_ERROR = 2,
+    /** The instance is unusable: the route fails and the supervisor restarts it with back-off.
+     *  Other routes are not affected. */
+    SLUICE_FATAL = 3
+} sluice_status;
+
+typedef enum sluice_kind {
+    SLUICE_KIND_SOURCE = 1,
+    SLUICE_KIND_TRANSFORM = 2,
+    SLUICE_KIND_SINK = 3
+} sluice_kind;
+
+typedef enum sluice_log_level {
+    SLUICE_LOG_TRACE = 0,
+    SLUICE_LOG_DEBUG = 1,
+    SLUICE_LOG_INFO = 2,
+    SLUICE_LOG_WARN = 3,
+    SLUICE_LOG_ERROR = 4
+} sluice_log_level;
+
+/* ---------------------------------------------------------------------------------------------
+ * Config spec: each plugin declares its options once; the host validates manifests against
+ * it before anything starts, and `sluice plugins describe` prints it as documentation.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sluice_field_type {
+    SLUICE_FIELD_STRING = 1,
+    SLUICE_FIELD_INT = 2,    /**< 64-bit signed integer */
+    SLUICE_FIELD_FLOAT = 3,  /**< double */
+    SLUICE_FIELD_BOOL = 4,
+    SLUICE_FIELD_ENUM = 5,   /**< one of `enum_values` */
+    SLUICE_FIELD_LIST = 6,   /**< list of strings; a single scalar is accepted as a list of one */
+    SLUICE_FIELD_MAP = 7,    /**< map of string to string, order kept as written */
+    SLUICE_FIELD_TEMPLATE = 8,     /**< string compiled as a message template ({{topic.1}}) */
+    SLUICE_FIELD_TEMPLATE_MAP = 9  /**< map of string to template */
+} sluice_field_type;
+
+/** The option must be set in the manifest (it has no default). */
+#define SLUICE_FIELD_REQUIRED 0x1u
+/** The value is never logged or printed (passwords, keys). */
+#define SLUICE_FIELD_SECRET 0x2u
+/** `min_value`/`max_value` bound an INT or FLOAT option. */
+#define SLUICE_FIELD_RANGE 0x4u
+/** Shown after the common options in the docs. */
+#define SLUICE_FIELD_ADVANCED 0x8u
+
+typedef struct sluice_field_spec {
+    uint32_t struct_size;
+    const char* name;          /**< snake_case key */
+    uint32_t type;             /**< sluice_field_type */
+    uint32_t flags;            /**< SLUICE_FIELD_* bits */
+    const char* default_value; /**< YAML text of the default, NULL for none */
+    const char* const* enum_values; /**< NULL-terminated list, for SLUICE_FIELD_ENUM */
+    const char* description;   /**< one or more sentences, Markdown allowed */
+    const char* example;       /**< YAML text of an example value, or NULL */
+    double min_value;          /**< with SLUICE_FIELD_RANGE */
+    double max_value;          /**< with SLUICE_FIELD_RANGE */
+} sluice_field_spec;
+
+/** One configured option as the host hands it to `validate` and `create`. */
+typedef struct sluice_config_entry {
+    const char* key;    /**< the field name from the spec */
+    uint32_t type;      /**< the field's sluice_field_type */
+    /** Scalars (STRING, INT, FLOAT, BOOL, ENUM, TEMPLATE): the value as text, after `${VAR}`
+     *  interpolation; BOOL is "true" or "false". NULL for lists and maps. */
+    const char* value;
+    size_t n_items;                  /**< LIST, MAP, TEMPLATE_MAP: number of items */
+    const char* const* items;        /**< list items, or map keys */
+    const char* const* item_values;  /**< map values (NULL for lists) */
+} sluice_config_entry;
+
+/** A stage's validated configuration: every option that is set or has a default. */
+typedef struct sluice_config {
+    uint32_t struct_size;
+    const char* route;  /**< route name */
+    const char* stage;  /**< "source", "transforms[0]", "sink" */
+    size_t n_entries;
+    const sluice_config_entry* entries;
+} sluice_config;
+
+/** Where `validate` reports problems the spec cannot express (cross-field rules, values a
+ *  client library refuses). THREAD: the caller's; call only during `validate`. */
+typedef struct sluice_diagnostics {
+    uint32_t struct_size;
+    void* ctx;
+    /** `key` names the option ("acks", or "properties.linger.ms" for a map item); the host
+     *  turns it into file:line:col. Both strings are copied. */
+    void (*report)(void* ctx, const char* key, const char* message);
+} sluice_diagnostics;
+
+/* ---------------------------------------------------------------------------------------------
+ * Messages. Strings are (pointer, length) pairs and need not be NUL-terminated.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sluice_header {
+    const char* key;
+    size_t key_len;
+    const char* value;
+    size_t value_len;
+} sluice_header;
+
+/** Set in sluice_message.flags: the MQTT message was retained. */
+#define SLUICE_MESSAGE_RETAIN 0x1u
+/** Set in sluice_message.flags: the MQTT message was a redelivery (DUP). */
+#define SLUICE_MESSAGE_DUP 0x2u
+
+typedef struct sluice_message {
+    uint32_t struct_size;
+    uint32_t flags;            /**< SLUICE_MESSAGE_* bits */
+    const char* topic;
+    size_t topic_len;
+    const char* key;           /**< NULL: no key (unlike an empty key) */
+    size_t key_len;
+    const void* payload;
+    size_t payload_len;
+    const sluice_header* headers;  /**< MQTT 5 user properties <-> Kafka headers */
+    size_t n_headers;
+    int64_t timestamp_ms;      /**< Unix epoch milliseconds, set by the source */
+    uint32_t qos;              /**< MQTT QoS the message arrived with (0..2) */
+} sluice_message;
+
+/** Messages moving between stages. Step through `messages` by `message_size` bytes (the
+ *  producer's sizeof(sluice_message)), not by your own sizeof: the SDK's Batch does this. */
+typedef struct sluice_batch {
+    uint32_t struct_size;
+    uint32_t message_size;
+    size_t count;
+    const sluice_message* messages;
+} sluice_batch;
+
+/** How a stage passes messages on and reports per-message outcomes.
+ *  OWNERSHIP: the host copies everything passed to `emit` before it returns. */
+typedef struct sluice_emitter {
+    uint32_t struct_size;
+    void* ctx;
+    /** Sources: hands one message to the route. THREAD: any thread of the plugin's, between
+     *  `start` and the return of `stop`; calls may come from several threads. May block: yes,
+     *  while the route's queue is full and its `when_full` policy is `block`.
+     *  Transforms: one output message. THREAD: the route's thread, during `process` only.
+     *  Returns SLUICE_OK when taken; SLUICE_RETRY when not taken (queue full and the route's
+     *  policy says so; emit again later); SLUICE_FATAL when the route is stopping. */
+    sluice_status (*emit)(void* ctx, const sluice_message* message);
+    /** Transforms and sinks, during `process`: message `index` of the input batch failed.
+     *  `status` SLUICE_ERROR hands it to the route's error policy (default: drop, counted and
+     *  logged with `reason`); SLUICE_RETRY (sinks) retries it after a back-off. */
+    void (*reject)(void* ctx, size_t index, sluice_status status, const char* reason);
+    /** Sources: the input is exhausted (a finite file or generator); the route drains what it
+     *  holds and ends. THREAD: any; call once. */
+    void (*end_of_input)(void* ctx);
+} sluice_emitter;
+
+/* ---------------------------------------------------------------------------------------------
+ * Host services, one table per plugin instance (its `ctx` knows the route and stage).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sluice_host_api {
+    uint32_t struct_size;
+    uint32_t abi_major;  /**< the host's ABI version */
+    uint32_t abi_minor;
+    void* ctx;
+    /** Logs through the host, which prefixes route and stage. THREAD: any. May block: no
+     *  (briefly, for the log sink). `message` is copied. */
+    void (*log)(void* ctx, int level, const char* message);
+    /** Non-zero when `level` would be logged: skip building expensive messages. THREAD: any. */
+    int (*log_enabled)(void* ctx, int level);
+    /** Reports the health of the connection behind this instance (a source's broker, a sink's
+     *  cluster): SLUICE_OK healthy; SLUICE_RETRY degraded, with `reason` (connecting, broker
+     *  down); SLUICE_FATAL the instance gave up: the route fails and is restarted.
+     *  THREAD: any. May block: no. `reason` is copied; may be NULL with SLUICE_OK. */
+    void (*report_state)(void* ctx, sluice_status state, const char* reason);
+} sluice_host_api;
+
+#define SLUICE_ERROR_MESSAGE_MAX 1024
+
+/** Filled by a plugin when a callback returns anything but SLUICE_OK. Host-owned. */
+typedef struct sluice_error {
+    char message[SLUICE_ERROR_MESSAGE_MAX];  /**< NUL-terminated, truncated if longer */
+} sluice_error;
+
+/* ---------------------------------------------------------------------------------------------
+ * Plugins and modules.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct sluice_plugin_descriptor {
+    uint32_t struct_size;
+    const char* id;           /**< kebab-case, unique across all loaded libraries */
+    uint32_t kind;            /**< sluice_kind */
+    const char* version;      /**< semver of the plugin, non-empty */
+    const char* summary;      /**< one line */
+    const char* description;  /**< paragraphs, Markdown allowed */
+    const sluice_field_spec* const* fields;  /**< its options, `n_fields` of them */
+    size_t n_fields;
+
+    /** Optional (NULL): checks that the spec cannot express. Runs for `sluice check` and
+     *  before every `create`. Returns SLUICE_OK when nothing was reported.
+     *  THREAD: the host's main thread. May block: no. */
+    sluice_status (*validate)(const sluice_config* config, const sluice_diagnostics* diag);
+
+    /** Creates an instance; connects nothing yet. `host` stays valid until `destroy`.
+     *  THREAD: the supervisor's. May block: briefly. On failure fill `error`, return
+     *  SLUICE_ERROR or SLUICE_FATAL, and leave `*instance` unset. */
+    sluice_status (*create)(const sluice_host_api* host, const sluice_config* config,
+                            void** instance, sluice_error* error);
+
+    /** Starts work. Sources get the emitter through which they pass messages on (valid until
+     *  `stop` returns); transforms and sinks get NULL. A source whose broker is unreachable
+     *  returns SLUICE_OK and keeps trying, reporting SLUICE_RETRY through `report_state`.
+     *  THREAD: the route's. May block: briefly (connect asynchronously). */
+    sluice_status (*start)(void* instance, const sluice_emitter* out, sluice_error* error);
+
+    /** Transforms and sinks (NULL for sources): handles one batch.
+     *  Transforms emit 0..N messages per input through `out` (none = filtered out).
+     *  Sinks return SLUICE_OK only once the destination confirmed every message they did not
+     *  reject (e.g. Kafka delivery reports); `out->emit` is not available to sinks.
+     *  The whole-batch status means: RETRY the same batch after back-off, ERROR every message
+     *  to the error policy, FATAL fail the route.
+     *  THREAD: the route's thread, never two calls at once for one instance.
+     *  May block: yes, a sink waits for its destination, but must return within the route's
+     *  `stage_timeout_ms` (hung stages fail the route). */
+    sluice_status (*process)(void* instance, const sluice_batch* batch, const sluice_emitter* out,
+                             sluice_error* error);
+
+    /** Stops: sources stop emitting; sinks flush. Must return within `deadline_ms` and leave
+     *  no thread of the plugin running. Called once after a successful `start`.
+     *  THREAD: the route's. Returns SLUICE_ERROR when something could not be flushed, with
+     *  what in `error`. */
+    sluice_status (*stop)(void* instance, uint32_t deadline_ms, sluice_error* error);
+
+    /** Frees the instance. THREAD: the supervisor's. Never fails. */
+    void (*destroy)(void* instance);
+} sluice_plugin_descriptor;
+
+typedef struct sluice_module {
+    uint32_t struct_size;
+    uint32_t abi_major;  /**< SLUICE_ABI_MAJOR the library was built with */
+    uint32_t abi_minor;  /**< SLUICE_ABI_MINOR the library was built with */
+    const char* name;    /**< the library's name, for messages */
+    size_t n_plugins;
+    const sluice_plugin_descriptor* const* plugins;
+} sluice_module;
+
+/** Signature of the exported entry point, named SLUICE_MODULE_ENTRY_SYMBOL.
+ *  THREAD: the host's main thread, once per load. Must not fail, throw or block. */
+typedef const sluice_module* (*sluice_module_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLUICE_ABI_H */

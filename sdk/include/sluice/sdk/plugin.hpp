@@ -1,0 +1,292 @@
+// Write a plugin as a plain C++ class; SLUICE_MODULE turns it into the C ABI of abi.h.
+//
+//   class MySink : public sluice::sdk::Sink {
+//   public:
+//       static sluice::sdk::Spec spec();                    // id, version, options
+//       MySink(const sluice::sdk::Config&, sluice::sdk::Host&);
+//       sluice::sdk::Status write(const sluice::sdk::BatchView&, sluice::sdk::Emitter&) override;
+//   };
+//   SLUICE_MODULE("my-module", MySink)
+//
+// Optional: `static void validate(const Config&, Diagnostics&)` for cross-field checks.
+// Every exception thrown by plugin code is caught here and becomes a status with its message:
+// sdk::Retry -> SLUICE_RETRY, sdk::Fatal -> SLUICE_FATAL, anything else -> SLUICE_ERROR
+// (SLUICE_FATAL from create: an instance that cannot be built is not retried sooner).
+#ifndef SLUICE_SDK_PLUGIN_HPP
+#define SLUICE_SDK_PLUGIN_HPP
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "sluice/abi.h"
+#include "sluice/sdk/config.hpp"
+#include "sluice/sdk/message.hpp"
+
+namespace sluice::sdk {
+
+enum class Status : int {
+    ok = SLUICE_OK,
+    retry = SLUICE_RETRY,
+    error = SLUICE_ERROR,
+    fatal = SLUICE_FATAL
+};
+
+/// Throw to ask the host to retry the same input after a back-off.
+class Retry : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+/// Throw when the instance is unusable: the route fails and is restarted.
+class Fatal : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Host services for one plugin instance. THREAD: every member may be called from any thread.
+class Host {
+public:
+    explicit Host(const sluice_host_api* api) : api_(api) {}
+
+    void log(sluice_log_level level, const std::string& message) const {
+        if (api_ != nullptr && api_->log != nullptr) {
+            api_->log(api_->ctx, level, message.c_str());
+        }
+    }
+    bool enabled(sluice_log_level level) const {
+        return api_ != nullptr && api_->log_enabled != nullptr &&
+               api_->log_enabled(api_->ctx, level) != 0;
+    }
+    void debug(const std::string& m) const { log(SLUICE_LOG_DEBUG, m); }
+    void info(const std::string& m) const { log(SLUICE_LOG_INFO, m); }
+    void warn(const std::string& m) const { log(SLUICE_LOG_WARN, m); }
+    void error(const std::string& m) const { log(SLUICE_LOG_ERROR, m); }
+
+    /// Connection health: Status::ok, Status::retry (degraded, with reason), Status::fatal.
+    void report_state(Status state, const std::string& reason = {}) const {
+        if (api_ != nullptr && api_->report_state != nullptr) {
+            api_->report_state(api_->ctx, static_cast<sluice_status>(state),
+                               reason.empty() ? nullptr : reason.c_str());
+        }
+    }
+
+private:
+    const sluice_host_api* api_;
+};
+
+/// How a stage passes messages on; see sluice_emitter in abi.h for threads and blocking.
+class Emitter {
+public:
+    explicit Emitter(const sluice_emitter* e) : e_(e) {}
+    Status emit(const sluice_message& m) const {
+        return static_cast<Status>(e_->emit(e_->ctx, &m));
+    }
+    void reject(std::size_t index, Status status, const std::string& reason) const {
+        e_->reject(e_->ctx, index, static_cast<sluice_status>(status), reason.c_str());
+    }
+    void reject(std::size_t index, const std::string& reason) const {
+        reject(index, Status::error, reason);
+    }
+    void end_of_input() const { e_->end_of_input(e_->ctx); }
+
+private:
+    const sluice_emitter* e_;
+};
+
+/// Where validate() reports problems; `key` names the option ("properties.linger.ms").
+class Diagnostics {
+public:
+    explicit Diagnostics(const sluice_diagnostics* d) : d_(d) {}
+    void report(const std::string& key, const std::string& message) {
+        ++count_;
+        d_->report(d_->ctx, key.c_str(), message.c_str());
+    }
+    int count() const { return count_; }
+
+private:
+    const sluice_diagnostics* d_;
+    int count_ = 0;
+};
+
+/// A source produces messages from its own threads (or a client library's) through the emitter
+/// given to start(), until stop() returns.
+class Source {
+public:
+    virtual ~Source() = default;
+    virtual void start(Emitter out) = 0;
+    /// Stop emitting and join every thread started; return within `deadline`.
+    virtual void stop(std::chrono::milliseconds deadline) = 0;
+};
+
+/// A transform turns each input message into zero or more output messages.
+class Transform {
+public:
+    virtual ~Transform() = default;
+    virtual void start() {}
+    /// Emit outputs through `out`; report a bad input with out.reject(index, reason).
+    virtual void process(const BatchView& in, Emitter& out) = 0;
+    virtual void stop(std::chrono::milliseconds /*deadline*/) {}
+};
+
+/// A sink delivers messages; write() returns Status::ok only once the destination confirmed
+/// every message it did not reject.
+class Sink {
+public:
+    virtual ~Sink() = default;
+    virtual void start() {}
+    virtual Status write(const BatchView& in, Emitter& results) = 0;
+    /// Flush what is pending and join every thread started; return within `deadline`.
+    virtual void stop(std::chrono::milliseconds /*deadline*/) {}
+};
+
+namespace detail {
+
+inline void set_error(sluice_error* error, const char* message) {
+    if (error == nullptr) return;
+    std::snprintf(error->message, sizeof(error->message), "%s", message);
+}
+
+// Runs plugin code, turning exceptions into statuses; `fallback` is the status for an
+// exception that is neither Retry nor Fatal.
+template <class F>
+sluice_status guarded(sluice_error* error, sluice_status fallback, F&& f) noexcept {
+    try {
+        return f();
+    } catch (const Retry& e) {
+        set_error(error, e.what());
+        return SLUICE_RETRY;
+    } catch (const Fatal& e) {
+        set_error(error, e.what());
+        return SLUICE_FATAL;
+    } catch (const std::exception& e) {
+        set_error(error, e.what());
+        return fallback;
+    } catch (...) {
+        set_error(error, "unknown exception");
+        return fallback;
+    }
+}
+
+template <class T>
+struct Instance {
+    Host host;
+    std::unique_ptr<T> plugin;
+};
+
+template <class T>
+concept HasValidate = requires(const Config& c, Diagnostics& d) { T::validate(c, d); };
+
+template <class T>
+constexpr sluice_kind kind_of() {
+    if constexpr (std::is_base_of_v<Source, T>) {
+        return SLUICE_KIND_SOURCE;
+    } else if constexpr (std::is_base_of_v<Transform, T>) {
+        return SLUICE_KIND_TRANSFORM;
+    } else {
+        static_assert(std::is_base_of_v<Sink, T>, "a plugin derives from Source, Transform or Sink");
+        return SLUICE_KIND_SINK;
+    }
+}
+
+template <class T>
+const sluice_plugin_descriptor* descriptor() {
+    struct Holder {
+        Spec spec = T::spec();
+        sluice_plugin_descriptor d{};
+        Holder() {
+            d.struct_size = sizeof(sluice_plugin_descriptor);
+            d.kind = kind_of<T>();
+            spec.lower(d);
+            if constexpr (HasValidate<T>) {
+                d.validate = [](const sluice_config* c, const sluice_diagnostics* diag) {
+                    Diagnostics diagnostics(diag);
+                    sluice_error ignored{};
+                    const sluice_status s = guarded(&ignored, SLUICE_ERROR, [&] {
+                        T::validate(Config(*c), diagnostics);
+                        return SLUICE_OK;
+                    });
+                    if (s != SLUICE_OK) diagnostics.report("", ignored.message);
+                    return diagnostics.count() == 0 ? SLUICE_OK : SLUICE_ERROR;
+                };
+            }
+            d.create = [](const sluice_host_api* host, const sluice_config* config,
+                          void** instance, sluice_error* error) {
+                return guarded(error, SLUICE_FATAL, [&] {
+                    auto inst = std::make_unique<Instance<T>>(Instance<T>{Host(host), nullptr});
+                    inst->plugin = std::make_unique<T>(Config(*config), inst->host);
+                    *instance = inst.release();
+                    return SLUICE_OK;
+                });
+            };
+            d.start = [](void* instance, const sluice_emitter* out, sluice_error* error) {
+                auto* inst = static_cast<Instance<T>*>(instance);
+                return guarded(error, SLUICE_FATAL, [&] {
+                    if constexpr (std::is_base_of_v<Source, T>) {
+                        inst->plugin->start(Emitter(out));
+                    } else {
+                        inst->plugin->start();
+                    }
+                    return SLUICE_OK;
+                });
+            };
+            if constexpr (!std::is_base_of_v<Source, T>) {
+                d.process = [](void* instance, const sluice_batch* batch,
+                               const sluice_emitter* out, sluice_error* error) {
+                    auto* inst = static_cast<Instance<T>*>(instance);
+                    return guarded(error, SLUICE_ERROR, [&] {
+                        Emitter emitter(out);
+                        if constexpr (std::is_base_of_v<Transform, T>) {
+                            inst->plugin->process(BatchView(*batch), emitter);
+                            return SLUICE_OK;
+                        } else {
+                            return static_cast<sluice_status>(
+                                inst->plugin->write(BatchView(*batch), emitter));
+                        }
+                    });
+                };
+            }
+            d.stop = [](void* instance, uint32_t deadline_ms, sluice_error* error) {
+                auto* inst = static_cast<Instance<T>*>(instance);
+                return guarded(error, SLUICE_ERROR, [&] {
+                    inst->plugin->stop(std::chrono::milliseconds(deadline_ms));
+                    return SLUICE_OK;
+                });
+            };
+            d.destroy = [](void* instance) {
+                // A destructor that throws would terminate; the SDK's contract is that
+                // destroy never fails, so swallow and move on.
+                try {
+                    delete static_cast<Instance<T>*>(instance);
+                } catch (...) {
+                }
+            };
+        }
+    };
+    static const Holder holder;
+    return &holder.d;
+}
+
+template <class... Plugins>
+const sluice_module* module(const char* name) {
+    static const sluice_plugin_descriptor* const plugins[] = {descriptor<Plugins>()...};
+    static const sluice_module m{sizeof(sluice_module), SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR, name,
+                                 sizeof...(Plugins), plugins};
+    return &m;
+}
+
+}  // namespace detail
+}  // namespace sluice::sdk
+
+/// Declares the library's entry point, listing its plugin classes. Use once per library.
+#define SLUICE_MODULE(NAME, ...)                                                       \
+    extern "C" __attribute__((visibility("default"))) const sluice_module*           \
+    sluice_module_entry_v1(void) {                                                    \
+        return ::sluice::sdk::detail::module<__VA_ARGS__>(NAME);                      \
+    }
+
+#endif  // SLUICE_SDK_PLUGIN_HPP
