@@ -1,0 +1,17 @@
+# sluice_add_test(<name> SOURCES <files...> [LINK <libs...>] [LABELS <labels...>])
+# A Catch2 (v2, Debian's) test executable whose test cases CTest discovers one by one.
+find_package(Catch2 2 REQUIRED)
+include(Catch)
+
+if(NOT TARGET sluice_catch_main)
+  add_library(sluice_catch_main STATIC "${CMAKE_CURRENT_LIST_DIR}/catch_main.cpp")
+  target_link_libraries(sluice_catch_main PUBLIC Catch2::Catch2)
+endif()
+
+function(sluice_add_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LINK;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE sluice_catch_main ${ARG_LINK})
+  sluice_enable_warnings(${name})
+  catch_discover_tests(${name} PROPERTIES LABELS "unit;${ARG_LABELS}")
+endfunction()

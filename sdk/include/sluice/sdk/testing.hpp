@@ -1,0 +1,286 @@
+// Testing kit for plugin authors: run a plugin class through the real C ABI adapter without
+// the `sluice` host. Header-only, standard library only.
+//
+//   sluice::sdk::testing::Harness<MyTransform> h({{"parse", "number"}});
+//   h.process({sluice::sdk::testing::message("sensors/t/1", "21.5")});
+//   REQUIRE(h.emitted().at(0).payload == R"({"value":21.5})");
+#ifndef SLUICE_SDK_TESTING_HPP
+#define SLUICE_SDK_TESTING_HPP
+
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sluice/sdk.hpp"
+
+namespace sluice::sdk::testing {
+
+/// A config value as a test writes it: a scalar, a list, or a map.
+struct Value {
+    std::string scalar;
+    std::vector<std::string> items;
+    std::vector<std::pair<std::string, std::string>> map;
+    enum class Kind { scalar, list, map } kind = Kind::scalar;
+
+    Value(const char* s) : scalar(s) {}  // NOLINT: implicit on purpose, for brace lists
+    Value(std::string s) : scalar(std::move(s)) {}  // NOLINT
+    Value(std::initializer_list<std::string> list) : items(list), kind(Kind::list) {}
+    static Value of_map(std::vector<std::pair<std::string, std::string>> m) {
+        Value v("");
+        v.map = std::move(m);
+        v.kind = Kind::map;
+        return v;
+    }
+};
+
+/// Builds a sluice_config the way the host would: the given values plus the spec's defaults
+/// for scalars. No validation: the host does that; tests feed what validation would let
+/// through.
+class ConfigBuilder {
+public:
+    ConfigBuilder(const sluice_plugin_descriptor& d, std::map<std::string, Value> values,
+                  std::string route = "test-route")
+        : route_(std::move(route)) {
+        for (std::size_t i = 0; i < d.n_fields; ++i) {
+            const auto& f = *d.fields[i];
+            auto it = values.find(f.name);
+            if (it != values.end()) {
+                add(f.name, f.type, it->second);
+                values.erase(it);
+            } else if (f.default_value != nullptr && f.type != SLUICE_FIELD_LIST &&
+                       f.type != SLUICE_FIELD_MAP && f.type != SLUICE_FIELD_TEMPLATE_MAP) {
+                add(f.name, f.type, Value(f.default_value));
+            }
+        }
+        if (!values.empty()) {
+            throw std::invalid_argument("option '" + values.begin()->first +
+                                        "' is not in the plugin's spec");
+        }
+        finish();
+    }
+    ConfigBuilder(const ConfigBuilder&) = delete;
+    ConfigBuilder& operator=(const ConfigBuilder&) = delete;
+
+    const sluice_config* get() const { return &config_; }
+
+private:
+    struct Stored {
+        std::string key;
+        uint32_t type;
+        Value value;
+        std::vector<const char*> items, values;
+    };
+    void add(const std::string& key, uint32_t type, const Value& v) {
+        stored_.push_back({key, type, v, {}, {}});
+    }
+    void finish() {
+        for (auto& s : stored_) {
+            sluice_config_entry e{};
+            e.key = s.key.c_str();
+            e.type = s.type;
+            if (s.value.kind == Value::Kind::scalar) {
+                e.value = s.value.scalar.c_str();
+            } else if (s.value.kind == Value::Kind::list) {
+                for (auto& i : s.value.items) s.items.push_back(i.c_str());
+            } else {
+                for (auto& [k, v] : s.value.map) {
+                    s.items.push_back(k.c_str());
+                    s.values.push_back(v.c_str());
+                }
+            }
+            e.n_items = s.items.size();
+            e.items = s.items.data();
+            e.item_values = s.values.empty() ? nullptr : s.values.data();
+            entries_.push_back(e);
+        }
+        config_ = {sizeof(sluice_config), route_.c_str(), "test", entries_.size(),
+                   entries_.data()};
+    }
+
+    std::string route_;
+    std::vector<Stored> stored_;
+    std::vector<sluice_config_entry> entries_;
+    sluice_config config_{};
+};
+
+/// Records what a plugin logs and reports. Thread-safe.
+class FakeHost {
+public:
+    FakeHost() {
+        api_.struct_size = sizeof api_;
+        api_.abi_major = SLUICE_ABI_MAJOR;
+        api_.abi_minor = SLUICE_ABI_MINOR;
+        api_.ctx = this;
+        api_.log = [](void* ctx, int level, const char* m) {
+            auto* self = static_cast<FakeHost*>(ctx);
+            std::lock_guard lock(self->mu_);
+            self->logs_.emplace_back(level, m);
+        };
+        api_.log_enabled = [](void*, int) { return 1; };
+        api_.report_state = [](void* ctx, sluice_status s, const char* reason) {
+            auto* self = static_cast<FakeHost*>(ctx);
+            std::lock_guard lock(self->mu_);
+            self->states_.emplace_back(s, reason ? reason : "");
+        };
+    }
+    FakeHost(const FakeHost&) = delete;
+    FakeHost& operator=(const FakeHost&) = delete;
+
+    const sluice_host_api* api() const { return &api_; }
+    std::vector<std::pair<int, std::string>> logs() const {
+        std::lock_guard lock(mu_);
+        return logs_;
+    }
+    std::vector<std::pair<sluice_status, std::string>> states() const {
+        std::lock_guard lock(mu_);
+        return states_;
+    }
+
+private:
+    sluice_host_api api_{};
+    mutable std::mutex mu_;
+    std::vector<std::pair<int, std::string>> logs_;
+    std::vector<std::pair<sluice_status, std::string>> states_;
+};
+
+struct Rejection {
+    std::size_t index;
+    sluice_status status;
+    std::string reason;
+};
+
+/// Captures what a stage emits and rejects. Thread-safe (sources emit from their threads).
+class CaptureEmitter {
+public:
+    CaptureEmitter() {
+        e_.struct_size = sizeof e_;
+        e_.ctx = this;
+        e_.emit = [](void* ctx, const sluice_message* m) {
+            auto* self = static_cast<CaptureEmitter*>(ctx);
+            std::lock_guard lock(self->mu_);
+            if (self->refuse_) return SLUICE_RETRY;
+            self->messages_.push_back(OwnedMessage::from(MessageView(*m)));
+            return SLUICE_OK;
+        };
+        e_.reject = [](void* ctx, std::size_t index, sluice_status s, const char* reason) {
+            auto* self = static_cast<CaptureEmitter*>(ctx);
+            std::lock_guard lock(self->mu_);
+            self->rejections_.push_back({index, s, reason ? reason : ""});
+        };
+        e_.end_of_input = [](void* ctx) {
+            auto* self = static_cast<CaptureEmitter*>(ctx);
+            std::lock_guard lock(self->mu_);
+            self->ended_ = true;
+        };
+    }
+    CaptureEmitter(const CaptureEmitter&) = delete;
+    CaptureEmitter& operator=(const CaptureEmitter&) = delete;
+
+    const sluice_emitter* get() const { return &e_; }
+    std::vector<OwnedMessage> messages() const {
+        std::lock_guard lock(mu_);
+        return messages_;
+    }
+    std::vector<Rejection> rejections() const {
+        std::lock_guard lock(mu_);
+        return rejections_;
+    }
+    bool ended() const {
+        std::lock_guard lock(mu_);
+        return ended_;
+    }
+    /// While set, emit() answers SLUICE_RETRY, as a full route queue would.
+    void refuse(bool on) {
+        std::lock_guard lock(mu_);
+        refuse_ = on;
+    }
+    void clear() {
+        std::lock_guard lock(mu_);
+        messages_.clear();
+        rejections_.clear();
+    }
+
+private:
+    sluice_emitter e_{};
+    mutable std::mutex mu_;
+    std::vector<OwnedMessage> messages_;
+    std::vector<Rejection> rejections_;
+    bool ended_ = false;
+    bool refuse_ = false;
+};
+
+/// A message for tests.
+inline OwnedMessage message(std::string topic, std::string payload) {
+    OwnedMessage m;
+    m.topic = std::move(topic);
+    m.payload = std::move(payload);
+    m.qos = 1;
+    m.timestamp_ms = 1700000000000;
+    return m;
+}
+
+/// Drives one plugin class through its C descriptor: create, start, process, stop, destroy,
+/// exactly as the host calls them.
+template <class T>
+class Harness {
+public:
+    using Options = std::initializer_list<std::pair<const std::string, Value>>;
+
+    /// Options as in a manifest, e.g. {{"parse", "csv"}, {"columns", {"a", "b"}}}; the route
+    /// is named "test-route".
+    Harness(Options values) : Harness(std::map<std::string, Value>(values)) {}
+    explicit Harness(std::map<std::string, Value> values)
+        : d_(detail::descriptor<T>()), config_(*d_, std::move(values)) {
+        sluice_error err{};
+        if (d_->create(host_.api(), config_.get(), &instance_, &err) != SLUICE_OK) {
+            throw std::runtime_error(std::string("create failed: ") + err.message);
+        }
+        if (d_->start(instance_, d_->kind == SLUICE_KIND_SOURCE ? out_.get() : nullptr,
+                      &err) != SLUICE_OK) {
+            d_->destroy(instance_);
+            throw std::runtime_error(std::string("start failed: ") + err.message);
+        }
+    }
+    ~Harness() {
+        sluice_error err{};
+        d_->stop(instance_, 1000, &err);
+        d_->destroy(instance_);
+    }
+    Harness(const Harness&) = delete;
+    Harness& operator=(const Harness&) = delete;
+
+    /// Transforms and sinks: one batch. Returns the status; `last_error()` has the message.
+    sluice_status process(const std::vector<OwnedMessage>& batch) {
+        std::vector<std::vector<sluice_header>> headers(batch.size());
+        std::vector<sluice_message> views;
+        for (std::size_t i = 0; i < batch.size(); ++i) views.push_back(batch[i].view(headers[i]));
+        const sluice_batch b{sizeof(sluice_batch), sizeof(sluice_message), views.size(),
+                             views.data()};
+        sluice_error err{};
+        const auto s = d_->process(instance_, &b, out_.get(), &err);
+        last_error_ = err.message;
+        return s;
+    }
+
+    std::vector<OwnedMessage> emitted() const { return out_.messages(); }
+    std::vector<Rejection> rejections() const { return out_.rejections(); }
+    CaptureEmitter& output() { return out_; }
+    const FakeHost& host() const { return host_; }
+    const std::string& last_error() const { return last_error_; }
+    static const sluice_plugin_descriptor& descriptor() { return *detail::descriptor<T>(); }
+
+private:
+    const sluice_plugin_descriptor* d_;
+    FakeHost host_;
+    CaptureEmitter out_;
+    ConfigBuilder config_;
+    void* instance_ = nullptr;
+    std::string last_error_;
+};
+
+}  // namespace sluice::sdk::testing
+
+#endif  // SLUICE_SDK_TESTING_HPP
