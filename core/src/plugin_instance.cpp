@@ -20,9 +20,9 @@ std::string message_of(const sluice_error& e, sluice_status s) {
 
 PluginInstance::PluginInstance(const PluginInfo& plugin, const StageConfig& config,
                                const sluice_host_api* host)
-    : library_(plugin.library), plugin_(&plugin) {
+    : library_(plugin.library), descriptor_(plugin.descriptor) {
     sluice_error err{};
-    const auto s = normalise(plugin.descriptor.create(host, config.c(), &instance_, &err));
+    const auto s = normalise(descriptor_.create(host, config.c(), &instance_, &err));
     if (s != SLUICE_OK || instance_ == nullptr) {
         instance_ = nullptr;
         throw StageFailure{s == SLUICE_OK ? SLUICE_FATAL : s,
@@ -31,12 +31,12 @@ PluginInstance::PluginInstance(const PluginInfo& plugin, const StageConfig& conf
 }
 
 PluginInstance::~PluginInstance() {
-    if (instance_ != nullptr) plugin_->descriptor.destroy(instance_);
+    if (instance_ != nullptr) descriptor_.destroy(instance_);
 }
 
 sluice_status PluginInstance::start(const sluice_emitter* out, std::string& error) {
     sluice_error err{};
-    const auto s = normalise(plugin_->descriptor.start(instance_, out, &err));
+    const auto s = normalise(descriptor_.start(instance_, out, &err));
     if (s != SLUICE_OK) {
         error = message_of(err, s);
     } else {
@@ -48,7 +48,7 @@ sluice_status PluginInstance::start(const sluice_emitter* out, std::string& erro
 sluice_status PluginInstance::process(const sluice_batch& batch, const sluice_emitter* out,
                                       std::string& error) {
     sluice_error err{};
-    const auto s = normalise(plugin_->descriptor.process(instance_, &batch, out, &err));
+    const auto s = normalise(descriptor_.process(instance_, &batch, out, &err));
     if (s != SLUICE_OK) error = message_of(err, s);
     return s;
 }
@@ -57,7 +57,7 @@ sluice_status PluginInstance::stop(uint32_t deadline_ms, std::string& error) {
     if (!started_) return SLUICE_OK;
     started_ = false;
     sluice_error err{};
-    const auto s = normalise(plugin_->descriptor.stop(instance_, deadline_ms, &err));
+    const auto s = normalise(descriptor_.stop(instance_, deadline_ms, &err));
     if (s != SLUICE_OK) error = message_of(err, s);
     return s;
 }

@@ -90,6 +90,11 @@ void Route::request_stop() {
     wait_cv_.notify_all();
 }
 
+std::string Route::fatal_reason() {
+    std::lock_guard lock(wait_mu_);
+    return fatal_reason_;
+}
+
 Clock::time_point Route::drain_deadline() {
     std::lock_guard lock(wait_mu_);
     return drain_deadline_;
@@ -157,6 +162,15 @@ void Route::on_end_of_input() {
 
 void Route::on_report_state(const std::string& stage, sluice_status state, const char* reason) {
     const std::string why = reason ? reason : "";
+    if (state == SLUICE_FATAL) {
+        // Acted on by the worker: it owns the stages.
+        (stage == spec_.source.label ? source_failed_ : downstream_failed_) = true;
+        std::lock_guard lock(wait_mu_);
+        fatal_reason_ = stage + ": " + (why.empty() ? "gave up" : why);
+        wait_cv_.notify_all();
+        queue_.wake();
+        return;
+    }
     std::lock_guard lock(state_mu_);
     if (state == SLUICE_OK) {
         if (state_ == RouteState::degraded && degraded_stage_ == stage) {
@@ -176,48 +190,46 @@ void Route::on_report_state(const std::string& stage, sluice_status state, const
     }
 }
 
-bool Route::build(std::string& error) {
-    auto make_host = [this](const StageSpec& s) {
-        auto h = std::make_unique<StageHost>();
-        h->route = this;
-        h->stage = s.label;
-        h->scope = "route " + spec_.name + " > " + s.label;
-        h->api = {};
-        h->api.struct_size = sizeof(sluice_host_api);
-        h->api.abi_major = SLUICE_ABI_MAJOR;
-        h->api.abi_minor = SLUICE_ABI_MINOR;
-        h->api.ctx = h.get();
-        h->api.log = [](void* ctx, int level, const char* message) {
-            log::write(static_cast<sluice_log_level>(level), static_cast<StageHost*>(ctx)->scope,
-                       message ? message : "");
-        };
-        h->api.log_enabled = [](void*, int level) {
-            return log::enabled(static_cast<sluice_log_level>(level)) ? 1 : 0;
-        };
-        h->api.report_state = [](void* ctx, sluice_status state, const char* reason) {
-            auto* host = static_cast<StageHost*>(ctx);
-            host->route->on_report_state(host->stage, state, reason);
-        };
-        hosts_.push_back(std::move(h));
-        return &hosts_.back()->api;
+Route::StageHost* Route::make_host(const StageSpec& s) {
+    auto h = std::make_unique<StageHost>();
+    h->route = this;
+    h->stage = s.label;
+    h->scope = "route " + spec_.name + " > " + s.label;
+    h->api = {};
+    h->api.struct_size = sizeof(sluice_host_api);
+    h->api.abi_major = SLUICE_ABI_MAJOR;
+    h->api.abi_minor = SLUICE_ABI_MINOR;
+    h->api.ctx = h.get();
+    h->api.log = [](void* ctx, int level, const char* message) {
+        log::write(static_cast<sluice_log_level>(level), static_cast<StageHost*>(ctx)->scope,
+                   message ? message : "");
     };
+    h->api.log_enabled = [](void*, int level) {
+        return log::enabled(static_cast<sluice_log_level>(level)) ? 1 : 0;
+    };
+    h->api.report_state = [](void* ctx, sluice_status state, const char* reason) {
+        auto* host = static_cast<StageHost*>(ctx);
+        host->route->on_report_state(host->stage, state, reason);
+    };
+    auto* raw = h.get();
+    (&s == &spec_.source ? source_host_ : downstream_hosts_.emplace_back()) = std::move(h);
+    return raw;
+}
+
+bool Route::build_downstream(std::string& error) {
     const StageSpec* current = &spec_.sink;
     try {
         sink_ = std::make_unique<PluginInstance>(*spec_.sink.plugin, *spec_.sink.config,
-                                                 make_host(spec_.sink));
+                                                 &make_host(spec_.sink)->api);
         for (const auto& t : spec_.transforms) {
             current = &t;
             transforms_.push_back(
-                std::make_unique<PluginInstance>(*t.plugin, *t.config, make_host(t)));
+                std::make_unique<PluginInstance>(*t.plugin, *t.config, &make_host(t)->api));
         }
-        current = &spec_.source;
-        source_ = std::make_unique<PluginInstance>(*spec_.source.plugin, *spec_.source.config,
-                                                   make_host(spec_.source));
     } catch (const StageFailure& f) {
         error = current->label + ": " + f.message;
         return false;
     }
-    // Downstream first, so the source never emits into a pipeline that is not ready.
     std::string err;
     if (sink_->start(nullptr, err) != SLUICE_OK) {
         error = spec_.sink.label + ": start failed: " + err;
@@ -229,6 +241,17 @@ bool Route::build(std::string& error) {
             return false;
         }
     }
+    return true;
+}
+
+bool Route::build_source(std::string& error) {
+    try {
+        source_ = std::make_unique<PluginInstance>(*spec_.source.plugin, *spec_.source.config,
+                                                   &make_host(spec_.source)->api);
+    } catch (const StageFailure& f) {
+        error = spec_.source.label + ": " + f.message;
+        return false;
+    }
     source_emitter_ = {};
     source_emitter_.struct_size = sizeof source_emitter_;
     source_emitter_.ctx = this;
@@ -237,6 +260,7 @@ bool Route::build(std::string& error) {
     };
     source_emitter_.reject = [](void*, std::size_t, sluice_status, const char*) {};
     source_emitter_.end_of_input = [](void* ctx) { static_cast<Route*>(ctx)->on_end_of_input(); };
+    std::string err;
     if (source_->start(&source_emitter_, err) != SLUICE_OK) {
         error = spec_.source.label + ": start failed: " + err;
         return false;
@@ -244,13 +268,20 @@ bool Route::build(std::string& error) {
     return true;
 }
 
-void Route::teardown(std::uint32_t deadline_ms) {
+void Route::teardown_source(std::uint32_t deadline_ms) {
     // A source blocked on a full queue must be able to return, or stop() would wait forever.
     queue_.set_unbounded(true);
     std::string err;
     if (source_ && source_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.source.label + ": stop: " + err);
     }
+    source_.reset();
+    source_host_.reset();
+    queue_.set_unbounded(false);
+}
+
+void Route::teardown_downstream(std::uint32_t deadline_ms) {
+    std::string err;
     for (std::size_t i = 0; i < transforms_.size(); ++i) {
         if (transforms_[i]->stop(deadline_ms, err) != SLUICE_OK) {
             log::warn("route " + spec_.name, spec_.transforms[i].label + ": stop: " + err);
@@ -259,11 +290,9 @@ void Route::teardown(std::uint32_t deadline_ms) {
     if (sink_ && sink_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.sink.label + ": stop: " + err);
     }
-    source_.reset();
     transforms_.clear();
     sink_.reset();
-    hosts_.clear();
-    queue_.set_unbounded(false);
+    downstream_hosts_.clear();
 }
 
 void Route::handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
@@ -417,20 +446,43 @@ Route::Step Route::step() {
 }
 
 void Route::fail(const std::string& stage, const std::string& message) {
-    set_state(RouteState::failed, stage + ": " + message);
-    log::error("route " + spec_.name, stage + ": " + message);
+    const std::string reason = stage.empty() ? message : stage + ": " + message;
+    set_state(RouteState::failed, reason);
+    log::error("route " + spec_.name, reason);
 }
 
 void Route::run() {
     const std::string scope = "route " + spec_.name;
     std::uint32_t backoff = spec_.options.restart_initial_ms;
     auto next_attempt = Clock::now();
-    bool built = false;
     bool halted = false;
     bool finished = false;
     std::uint32_t failures = 0;
+    auto schedule_restart = [&] {
+        ++failures;
+        const auto delay = jittered(backoff);
+        log::warn(scope, "restarting in " + std::to_string(delay.count()) + " ms");
+        next_attempt = Clock::now() + delay;
+        backoff = std::min(backoff * 2, spec_.options.restart_max_ms);
+    };
+    // Only the failed part is rebuilt: when a sink fails, the source keeps its connection
+    // and its messages wait in the queue; when the source fails, the sink keeps delivering.
+    bool source_up = false;
+    bool downstream_up = false;
     while (!stopping()) {
-        if (!built) {
+        if (source_failed_.exchange(false) && source_up) {
+            fail("", fatal_reason());
+            teardown_source(kStopDeadlineMs);
+            source_up = false;
+            schedule_restart();
+        }
+        if (downstream_failed_.exchange(false) && downstream_up) {
+            fail("", fatal_reason());
+            teardown_downstream(kStopDeadlineMs);
+            downstream_up = false;
+            schedule_restart();
+        }
+        if (!source_up || !downstream_up) {
             if (halted) {
                 wait_for(Clock::time_point::max());
                 continue;
@@ -441,8 +493,15 @@ void Route::run() {
             }
             std::string error;
             if (failures > 0) counters_.restarts.fetch_add(1);
-            if (build(error)) {
-                built = true;
+            if (!downstream_up) {
+                downstream_up = build_downstream(error);
+                if (!downstream_up) teardown_downstream(kStopDeadlineMs);
+            }
+            if (downstream_up && !source_up) {
+                source_up = build_source(error);
+                if (!source_up) teardown_source(kStopDeadlineMs);
+            }
+            if (source_up && downstream_up) {
                 {
                     std::lock_guard lock(state_mu_);
                     if (state_ != RouteState::degraded) {
@@ -453,28 +512,20 @@ void Route::run() {
                 log::info(scope, failures > 0 ? "restarted" : "started");
             } else {
                 fail("", error);
-                teardown(kStopDeadlineMs);
-                ++failures;
-                const auto delay = jittered(backoff);
-                log::warn(scope, "restarting in " + std::to_string(delay.count()) + " ms");
-                next_attempt = Clock::now() + delay;
-                backoff = std::min(backoff * 2, spec_.options.restart_max_ms);
+                schedule_restart();
             }
             continue;
         }
         const Step s = step();
         if (s == Step::failed) {
-            built = false;
-            teardown(kStopDeadlineMs);
-            ++failures;
-            const auto delay = jittered(backoff);
-            log::warn(scope, "restarting in " + std::to_string(delay.count()) + " ms");
-            next_attempt = Clock::now() + delay;
-            backoff = std::min(backoff * 2, spec_.options.restart_max_ms);
+            teardown_downstream(kStopDeadlineMs);
+            downstream_up = false;
+            schedule_restart();
         } else if (s == Step::halted) {
-            built = false;
             halted = true;
-            teardown(kStopDeadlineMs);
+            teardown_source(kStopDeadlineMs);
+            teardown_downstream(kStopDeadlineMs);
+            source_up = downstream_up = false;
             log::error(scope, "halted (on_error: stop); fix the cause and reload the route");
         } else if (s == Step::progressed) {
             backoff = spec_.options.restart_initial_ms;
@@ -483,13 +534,11 @@ void Route::run() {
             break;
         }
     }
+    const bool built = downstream_up;
     if (built) {
         // Graceful stop: no new input, deliver what we hold until the drain deadline.
         std::string err;
-        queue_.set_unbounded(true);
-        if (source_->stop(kStopDeadlineMs, err) != SLUICE_OK) {
-            log::warn(scope, spec_.source.label + ": stop: " + err);
-        }
+        teardown_source(kStopDeadlineMs);
         while ((queue_.size() > 0 || !ingress_.empty() || !pending_.empty()) &&
                Clock::now() < (finished ? Clock::time_point::max() : drain_deadline())) {
             const Step s = step();
@@ -502,8 +551,11 @@ void Route::run() {
         }
         const auto remaining = std::chrono::duration_cast<milliseconds>(
             drain_deadline() - Clock::now());
-        teardown(static_cast<std::uint32_t>(
+        teardown_downstream(static_cast<std::uint32_t>(
             std::clamp<std::int64_t>(remaining.count(), 1000, kStopDeadlineMs)));
+    } else {
+        teardown_source(kStopDeadlineMs);
+        teardown_downstream(kStopDeadlineMs);
     }
     const auto c = status();
     log::info(scope, std::string(finished ? "input finished" : "stopped") + ": received " +

@@ -237,11 +237,6 @@ typedef struct sluice_plugin_descriptor {
     const sluice_field_spec* const* fields;  /**< its options, `n_fields` of them */
     size_t n_fields;
 
-    /** Optional (NULL): checks that the spec cannot express. Runs for `sluice check` and
-     *  before every `create`. Returns SLUICE_OK when nothing was reported.
-     *  THREAD: the host's main thread. May block: no. */
-    sluice_status (*validate)(const sluice_config* config, const sluice_diagnostics* diag);
-
     /** Creates an instance; connects nothing yet. `host` stays valid until `destroy`.
      *  THREAD: the supervisor's. May block: briefly. On failure fill `error`, return
      *  SLUICE_ERROR or SLUICE_FATAL, and leave `*instance` unset. */
@@ -274,6 +269,14 @@ typedef struct sluice_plugin_descriptor {
 
     /** Frees the instance. THREAD: the supervisor's. Never fails. */
     void (*destroy)(void* instance);
+
+    /* Optional members: a plugin whose struct_size ends before one of them is treated as
+     * having set it to NULL. New members are appended here. */
+
+    /** Optional (NULL): checks that the spec cannot express. Runs for `sluice check` and
+     *  when routes are loaded, before any `create`. Returns SLUICE_OK when nothing was
+     *  reported. THREAD: the host's main thread. May block: no. */
+    sluice_status (*validate)(const sluice_config* config, const sluice_diagnostics* diag);
 } sluice_plugin_descriptor;
 
 typedef struct sluice_module {

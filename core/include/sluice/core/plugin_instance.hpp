@@ -28,11 +28,10 @@ public:
     sluice_status process(const sluice_batch& batch, const sluice_emitter* out,
                           std::string& error);
     sluice_status stop(uint32_t deadline_ms, std::string& error);
-    const PluginInfo& plugin() const { return *plugin_; }
-
 private:
     std::shared_ptr<PluginLibrary> library_;  // first: destroyed last
-    const PluginInfo* plugin_;
+    // A copy: the instance must not depend on the registry that created it.
+    sluice_plugin_descriptor descriptor_;
     void* instance_ = nullptr;
     bool started_ = false;
 };

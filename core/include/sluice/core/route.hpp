@@ -77,8 +77,12 @@ public:
 
 private:
     void run();
-    bool build(std::string& error);
-    void teardown(std::uint32_t deadline_ms);
+    StageHost* make_host(const StageSpec& s);
+    bool build_downstream(std::string& error);
+    bool build_source(std::string& error);
+    void teardown_source(std::uint32_t deadline_ms);
+    void teardown_downstream(std::uint32_t deadline_ms);
+    std::string fatal_reason();
     enum class Step { idle, progressed, failed, halted };
     Step step();
     Step run_transforms();
@@ -95,7 +99,8 @@ private:
     RouteQueue queue_;
     RouteCounters counters_;
 
-    std::vector<std::unique_ptr<StageHost>> hosts_;
+    std::unique_ptr<StageHost> source_host_;
+    std::vector<std::unique_ptr<StageHost>> downstream_hosts_;
     std::unique_ptr<PluginInstance> source_;
     std::vector<std::unique_ptr<PluginInstance>> transforms_;
     std::unique_ptr<PluginInstance> sink_;
@@ -108,6 +113,9 @@ private:
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> input_ended_{false};
     std::atomic<bool> done_{false};
+    std::atomic<bool> source_failed_{false};      // a stage reported SLUICE_FATAL
+    std::atomic<bool> downstream_failed_{false};
+    std::string fatal_reason_;  // guarded by wait_mu_
     std::chrono::steady_clock::time_point drain_deadline_{};  // guarded by wait_mu_
     std::atomic<std::size_t> held_{0};  // in ingress_ + pending_, for status()
     std::uint32_t sink_retry_ms_ = 100;

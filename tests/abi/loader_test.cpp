@@ -1,0 +1,134 @@
+// The plugin loader against fixture libraries: each rejection names the file, the versions
+// and the remedy; acceptable libraries load and run.
+#include <catch2/catch.hpp>
+
+#include "sluice/core/plugin_instance.hpp"
+#include "sluice/core/plugin_registry.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kFixtures = SLUICE_TEST_FIXTURE_DIR;
+
+std::vector<std::string> load(sluice::PluginRegistry& r, std::initializer_list<const char*> dirs) {
+    std::vector<fs::path> paths;
+    for (const char* d : dirs) paths.push_back(kFixtures / d);
+    return r.load_directories(paths);
+}
+
+std::string single_error(std::initializer_list<const char*> dirs) {
+    sluice::PluginRegistry r;
+    const auto errors = load(r, dirs);
+    REQUIRE(errors.size() == 1);
+    return errors[0];
+}
+
+}  // namespace
+
+TEST_CASE("a well-formed C plugin loads", "[abi]") {
+    sluice::PluginRegistry r;
+    REQUIRE(load(r, {"good"}).empty());
+    const auto* p = r.find("fx-good");
+    REQUIRE(p != nullptr);
+    CHECK(p->kind == SLUICE_KIND_SINK);
+    CHECK(p->version == "1.0.0");
+    CHECK(p->fields.size() == 1);
+}
+
+TEST_CASE("ABI major mismatch is rejected with both versions and the remedy", "[abi]") {
+    const auto e = single_error({"wrong-major"});
+    CHECK_THAT(e, Catch::Contains("wrong-major/sluice-fx-wrong-major.so"));
+    CHECK_THAT(e, Catch::Contains("built for ABI 99.0"));
+    CHECK_THAT(e, Catch::Contains("this host has ABI 1.0"));
+    CHECK_THAT(e, Catch::Contains("rebuild the plugin against Sluice SDK 1.0"));
+}
+
+TEST_CASE("a plugin needing a newer minor is rejected", "[abi]") {
+    const auto e = single_error({"newer-minor"});
+    CHECK_THAT(e, Catch::Contains("sluice-fx-newer-minor.so"));
+    CHECK_THAT(e, Catch::Contains("needs ABI 1.1, newer than this host's 1.0"));
+    CHECK_THAT(e, Catch::Contains("upgrade sluice"));
+}
+
+TEST_CASE("a library without the entry symbol is rejected", "[abi]") {
+    const auto e = single_error({"no-entry"});
+    CHECK_THAT(e, Catch::Contains("sluice-fx-no-entry.so: not a Sluice plugin: entry symbol "
+                                  "'sluice_module_entry_v1' is missing"));
+}
+
+TEST_CASE("a file that is not a library is rejected, not loaded", "[abi]") {
+    const auto e = single_error({"not-a-library"});
+    CHECK_THAT(e, Catch::Contains("sluice-fx-text.so: cannot open plugin library for 'fx-text'"));
+}
+
+TEST_CASE("a duplicate plugin id names both places", "[abi]") {
+    const auto e = single_error({"duplicate-a", "duplicate-b"});
+    CHECK_THAT(e, Catch::Contains("duplicate-b/plugin.yaml: duplicate plugin id 'fx-dup': already "
+                                  "loaded from "));
+    CHECK_THAT(e, Catch::Contains("duplicate-a/plugin.yaml"));
+}
+
+TEST_CASE("plugin.yaml that disagrees with the descriptor is rejected", "[abi]") {
+    CHECK_THAT(single_error({"kind-mismatch"}),
+               Catch::Contains("plugin.yaml says kind 'source' but the library's 'fx-kind' is a "
+                               "sink: fix plugin.yaml"));
+    CHECK_THAT(single_error({"version-mismatch"}),
+               Catch::Contains("plugin.yaml says version 2.0.0 but the library's 'fx-version' is "
+                               "version 1.0.0"));
+    CHECK_THAT(single_error({"id-mismatch"}),
+               Catch::Contains("plugin.yaml says id 'fx-other' but "));
+}
+
+TEST_CASE("a descriptor from an older SDK (smaller struct) loads and runs", "[abi]") {
+    sluice::PluginRegistry r;
+    REQUIRE(load(r, {"old-descriptor"}).empty());
+    const auto* p = r.find("fx-old");
+    REQUIRE(p != nullptr);
+    CHECK(p->descriptor.validate == nullptr);  // beyond its struct_size: zero
+    const sluice::StageConfig config("r", "sink", {});
+    sluice_host_api host{};
+    host.struct_size = sizeof host;
+    sluice::PluginInstance instance(*p, config, &host);
+    std::string error;
+    CHECK(instance.start(nullptr, error) == SLUICE_OK);
+    const sluice_batch empty{sizeof(sluice_batch), sizeof(sluice_message), 0, nullptr};
+    CHECK(instance.process(empty, nullptr, error) == SLUICE_OK);
+    CHECK(instance.stop(100, error) == SLUICE_OK);
+}
+
+TEST_CASE("an exception in create becomes an error with its message", "[abi]") {
+    sluice::PluginRegistry r;
+    REQUIRE(load(r, {"sdk-fixtures"}).empty());
+    const auto* p = r.find("throwing-create");
+    REQUIRE(p != nullptr);
+    REQUIRE(r.find("flaky-sink") != nullptr);  // second plugin.yaml of the same library
+    const sluice::StageConfig config("r", "sink", {});
+    sluice_host_api host{};
+    host.struct_size = sizeof host;
+    try {
+        sluice::PluginInstance instance(*p, config, &host);
+        FAIL("create did not fail");
+    } catch (const sluice::StageFailure& f) {
+        CHECK(f.status == SLUICE_FATAL);
+        CHECK(f.message == "create failed: fixture refuses to be created");
+    }
+}
+
+TEST_CASE("plugins outlive nothing: instances keep their library", "[abi]") {
+    std::unique_ptr<sluice::PluginInstance> instance;
+    std::weak_ptr<sluice::PluginLibrary> library;
+    const sluice::StageConfig config("r", "sink", {});
+    sluice_host_api host{};
+    host.struct_size = sizeof host;
+    {
+        sluice::PluginRegistry r;
+        REQUIRE(load(r, {"good"}).empty());
+        library = r.find("fx-good")->library;
+        instance = std::make_unique<sluice::PluginInstance>(*r.find("fx-good"), config, &host);
+        // The registry copy of PluginInfo dies here; the instance must not need it.
+    }
+    CHECK_FALSE(library.expired());
+    instance.reset();
+    CHECK(library.expired());
+}
