@@ -14,7 +14,7 @@ packages=(
   libpaho-mqtt-dev libpaho-mqttpp-dev librdkafka-dev mosquitto mosquitto-clients kcat
   python3-kafka openssl
   # firmware cross-compile check
-  gcc-xtensa-lx106 picolibc-xtensa-lx106-elf
+  gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
 )
 
 missing=()
