@@ -1,1 +1,201 @@
-# placeholder
+"""The real `sluice` binary, driven as an operator would: exit codes, messages, output files."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+SLUICE = os.environ["SLUICE_BIN"]
+PLUGINS = os.environ["SLUICE_PLUGIN_DIR"]
+REPO = Path(os.environ["SLUICE_REPO"])
+DATA = Path(os.environ["SLUICE_TEST_DATA"])
+
+
+def sluice(*args, env=None, timeout=60, cwd=None):
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([SLUICE, *args], capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=cwd)
+
+
+def with_plugins(*args):
+    return ("--plugins", PLUGINS, *args)
+
+
+def test_version_and_help():
+    r = sluice("version")
+    assert r.returncode == 0
+    assert re.match(r"sluice \d+\.\d+\.\d+ \(plugin ABI \d+\.\d+\)", r.stdout)
+    for cmd in (["--help"], ["run", "--help"], ["check", "--help"], ["plugins", "--help"]):
+        r = sluice(*cmd)
+        assert r.returncode == 0, cmd
+        assert "Usage" in r.stdout, cmd
+
+
+def test_usage_errors_exit_2():
+    assert sluice().returncode == 2
+    r = sluice("frobnicate")
+    assert r.returncode == 2
+    assert "unknown command 'frobnicate'" in r.stderr
+    r = sluice("run", "--bogus")
+    assert r.returncode == 2
+    assert "unknown option '--bogus'" in r.stderr
+
+
+def test_plugins_list():
+    r = sluice("plugins", "list", *with_plugins())
+    assert r.returncode == 0, r.stderr
+    ids = [line.split()[0] for line in r.stdout.splitlines()]
+    assert {"test-source", "json-transform", "file-sink"} <= set(ids)
+
+
+def test_describe_prints_every_option_with_type_default_and_description():
+    spec = json.loads(sluice("plugins", "describe", "json-transform", "--format", "json",
+                             *with_plugins()).stdout)
+    assert spec["id"] == "json-transform" and spec["kind"] == "transform"
+    text = sluice("plugins", "describe", "json-transform", *with_plugins()).stdout
+    assert len(spec["options"]) >= 9
+    for option in spec["options"]:
+        line = next((l for l in text.splitlines() if l.startswith("  " + option["name"] + "  ")),
+                    None)
+        assert line is not None, option["name"]
+        assert option["type"] in line
+        if "default" in option:
+            assert "default: " + option["default"] in line
+        assert option["description"] in text
+    markdown = sluice("plugins", "describe", "json-transform", "--format", "markdown",
+                      *with_plugins()).stdout
+    assert "| `parse` | enum: json \\| number \\| string \\| csv | `json` |" in markdown
+
+
+def test_describe_unknown_plugin_lists_known():
+    r = sluice("plugins", "describe", "nope", *with_plugins())
+    assert r.returncode == 1
+    assert "unknown plugin 'nope' (known: file-sink, json-transform, test-source" in r.stderr
+
+
+FIVE_MISTAKES = """\
+route: five-mistakes
+source:
+  test-source:
+    generate: lots
+    colour: red
+transforms:
+  - json-transform:
+      parse: yaml
+sink:
+  file-sink:
+    path: "{{topic"
+    fsync: maybe
+"""
+
+
+def test_check_reports_five_mistakes_with_positions(tmp_path):
+    manifest = tmp_path / "five.yaml"
+    manifest.write_text(FIVE_MISTAKES)
+    r = sluice("check", *with_plugins("--routes", str(manifest)))
+    assert r.returncode == 1
+    errors = [l for l in r.stderr.splitlines() if l.startswith(str(manifest) + ":")]
+    assert len(errors) == 5, r.stderr
+    expected = [
+        ":4:15: route five-mistakes > source test-source > generate: expected an integer",
+        ":5:5: route five-mistakes > source test-source > colour: unknown key 'colour'",
+        ":8:14: route five-mistakes > transforms[0] json-transform > parse: 'yaml' is not one of",
+        ":11:11: route five-mistakes > sink file-sink > path: bad template",
+        ":12:12: route five-mistakes > sink file-sink > fsync: expected true or false",
+    ]
+    for want in expected:
+        assert any(want in e for e in errors), (want, errors)
+    assert "5 errors in 1 manifest file(s)" in r.stderr
+
+
+def test_check_valid_manifests(tmp_path):
+    r = sluice("check", *with_plugins("--routes", str(REPO / "manifests" / "file-demo")))
+    assert r.returncode == 0, r.stderr
+    assert "ok: 2 route(s)" in r.stdout
+    assert "occupancy-file: test-source -> json-transform -> file-sink" in r.stdout
+
+
+def test_host_config_file_and_env_interpolation(tmp_path):
+    (tmp_path / "routes").mkdir()
+    (tmp_path / "routes" / "r.yaml").write_text(
+        "route: gen\nsource: {test-source: {generate: 25}}\n"
+        "sink: {file-sink: {path: \"${OUT}/gen.jsonl\"}}\n")
+    (tmp_path / "sluice.yaml").write_text(
+        f"plugins: [{PLUGINS}]\nroutes: [routes]\nlog: {{level: warn, format: json}}\n")
+    r = sluice("run", "-c", str(tmp_path / "sluice.yaml"), env={"OUT": str(tmp_path / "out")})
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "out" / "gen.jsonl").read_text().splitlines()) == 25
+    for line in r.stderr.splitlines():
+        json.loads(line)  # json log format: every line is a JSON object
+    r = sluice("check", "-c", str(tmp_path / "sluice.yaml"))
+    assert r.returncode == 1
+    assert "environment variable 'OUT' is not set" in r.stderr
+
+
+def test_invalid_config_starts_nothing(tmp_path):
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(FIVE_MISTAKES + "---\nroute: fine\nsource: {test-source: {generate: 5}}\n"
+                        f"sink: {{file-sink: {{path: \"{tmp_path}/fine.jsonl\"}}}}\n")
+    r = sluice("run", *with_plugins("--routes", str(manifest)))
+    assert r.returncode == 1
+    assert not (tmp_path / "fine.jsonl").exists()
+
+
+def test_file_demo_end_to_end(tmp_path):
+    if not DATA.exists():
+        pytest.fail(f"the data set is missing: {DATA} (the checkout needs ../shared/data)")
+    r = sluice("run", *with_plugins("--routes", str(REPO / "manifests" / "file-demo")),
+               env={"DEMO_OUT": str(tmp_path), "OCCUPANCY_CSV": str(DATA)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = len(DATA.read_text().splitlines()) - 1
+    records = [json.loads(l) for l in (tmp_path / "occupancy-file.jsonl").read_text().splitlines()]
+    assert len(records) == rows
+    first = records[0]
+    assert first["topic"] == "rooms/lab/edge-1" and first["key"] == "lab"
+    assert first["payload"] == {"date": "2017/12/22", "time": "10:49:41", "s1_temp": 24.94,
+                                "s1_light": 121, "s5_co2": 390, "occupancy": 1, "room": "lab",
+                                "node": "edge-1"}
+    co2 = (tmp_path / "co2-raw.jsonl").read_text().splitlines()
+    assert len(co2) == rows and co2[0] == '{"co2":390}'
+
+
+def test_sigterm_drains_and_exits_0(tmp_path):
+    manifest = tmp_path / "endless.yaml"
+    manifest.write_text("route: endless\nsource: {test-source: {generate: 100, repeat: 0}}\n"
+                        f"sink: {{file-sink: {{path: \"{tmp_path}/endless.jsonl\"}}}}\n")
+    p = subprocess.Popen([SLUICE, "run", *with_plugins("--routes", str(manifest))],
+                         stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "endless.jsonl"
+    deadline = time.time() + 20
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 10000):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    m = re.search(r"received (\d+), delivered (\d+), errors 0", err)
+    assert m, err
+    assert m.group(1) == m.group(2)
+    assert len(out.read_text().splitlines()) == int(m.group(2))
+
+
+def test_unwritable_path_fails_the_route_not_the_process(tmp_path):
+    (tmp_path / "blocker").write_text("a file where a directory is needed")
+    manifest = tmp_path / "r.yaml"
+    manifest.write_text(
+        "route: stuck\nsource: {test-source: {generate: 5}}\n"
+        f"sink: {{file-sink: {{path: \"{tmp_path}/blocker/x.jsonl\"}}}}\n---\n"
+        "route: fine\nsource: {test-source: {generate: 500, repeat: 0, interval_ms: 1}}\n"
+        f"sink: {{file-sink: {{path: \"{tmp_path}/fine.jsonl\"}}}}\n")
+    p = subprocess.Popen([SLUICE, "run", *with_plugins("--routes", str(manifest))],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    assert p.poll() is None, "the process must keep running"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert f"[route stuck] sink file-sink: cannot create directory '{tmp_path}/blocker'" in err
+    assert (tmp_path / "fine.jsonl").stat().st_size > 0
