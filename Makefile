@@ -1,7 +1,7 @@
 # Entry points for people and CI. Everything below installs what it needs first.
 #   make demo   - the occupancy demo, end to end, on embedded defaults
 #   make test   - build (debug and ASan+UBSan) and run the whole test suite
-.PHONY: deps build build-asan build-release test test-dev test-asan demo demo-file clean
+.PHONY: deps build build-asan build-release test test-dev test-asan demo demo-file docs clean
 
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_FLAGS := -DSLUICE_WERROR=$(WERROR)
@@ -18,7 +18,7 @@ build-asan: deps
 	cmake --build --preset asan
 
 build-release: deps
-	cmake --preset release $(CMAKE_FLAGS) >/dev/null
+	cmake --preset release $(CMAKE_FLAGS) -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_FIRMWARE=OFF >/dev/null
 	cmake --build --preset release
 
 test-dev: build
@@ -33,6 +33,14 @@ demo-file: build-release
 	bash tools/demo/file-demo.sh build/release
 
 demo: demo-file
+
+# Regenerates each shipped plugin's README.md from its config spec.
+docs: build
+	@for d in plugins/*/; do id=$$(basename $$d); \
+	  [ -f $$d/plugin.yaml ] || continue; \
+	  cmake -DSLUICE=build/dev/sluice -DPLUGIN_DIR=build/dev/plugins -DID=$$id \
+	    -DREADME=$$d/README.md -DUPDATE=ON -P cmake/CheckPluginReadme.cmake && echo "wrote $$d""README.md"; \
+	done
 
 clean:
 	rm -rf build
