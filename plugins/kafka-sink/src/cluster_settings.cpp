@@ -1,0 +1,157 @@
+#include "cluster_settings.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace sluice::plugins::kafka {
+
+namespace {
+
+// librdkafka properties the plugin sets from its own options. Setting them again through
+// `properties` would silently fight the option (and message.timeout.ms also bounds how long
+// write() waits), so they are refused with a pointer to the option.
+struct OwnedProperty {
+    std::string_view property;
+    std::string_view option;
+};
+constexpr std::array kOwnedProperties{
+    OwnedProperty{"bootstrap.servers", "brokers"},
+    OwnedProperty{"metadata.broker.list", "brokers"},
+    OwnedProperty{"compression.type", "compression"},
+    OwnedProperty{"compression.codec", "compression"},
+    OwnedProperty{"acks", "acks"},
+    OwnedProperty{"request.required.acks", "acks"},
+    OwnedProperty{"enable.idempotence", "idempotence"},
+    OwnedProperty{"linger.ms", "linger_ms"},
+    OwnedProperty{"queue.buffering.max.ms", "linger_ms"},
+    OwnedProperty{"message.timeout.ms", "delivery_timeout_ms"},
+    OwnedProperty{"delivery.timeout.ms", "delivery_timeout_ms"},
+};
+
+bool contains_ci(std::string_view text, std::string_view word) {
+    return std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
+               const auto lower = [](char c) {
+                   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+               };
+               return lower(a) == lower(b);
+           }) != text.end();
+}
+
+// librdkafka quotes the refused value in its error text; a secret must not reach the logs
+// or `sluice check` output that way.
+std::string redact(std::string text, std::string_view secret) {
+    if (secret.empty()) return text;
+    for (std::size_t pos = text.find(secret); pos != std::string::npos;
+         pos = text.find(secret, pos + 3)) {
+        text.replace(pos, secret.size(), "***");
+    }
+    return text;
+}
+
+void append_field(std::string& out, std::string_view value) {
+    // Length-prefixed so that no choice of values can make two settings collide.
+    out.append(std::to_string(value.size()));
+    out.push_back(':');
+    out.append(value);
+}
+
+}  // namespace
+
+bool is_secret_property(std::string_view name) {
+    return contains_ci(name, "password") || contains_ci(name, "secret");
+}
+
+ClusterSettings ClusterSettings::from_config(const sdk::Config& config) {
+    ClusterSettings s;
+    s.brokers = config.string("brokers");
+    s.compression = config.string_or("compression", s.compression);
+    s.acks = config.string_or("acks", s.acks);
+    if (config.has("idempotence")) s.idempotence = config.boolean("idempotence");
+    if (config.has("linger_ms")) s.linger_ms = config.integer("linger_ms");
+    if (config.has("delivery_timeout_ms")) {
+        s.delivery_timeout_ms = config.integer("delivery_timeout_ms");
+    }
+    s.properties = config.map("properties");
+    return s;
+}
+
+std::string ClusterSettings::canonical_key() const {
+    std::string key;
+    append_field(key, brokers);
+    append_field(key, compression);
+    append_field(key, acks);
+    append_field(key, idempotence ? "1" : "0");
+    append_field(key, std::to_string(linger_ms));
+    append_field(key, std::to_string(delivery_timeout_ms));
+    auto sorted = properties;
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [name, value] : sorted) {
+        append_field(key, name);
+        append_field(key, value);
+    }
+    return key;
+}
+
+std::string ClusterSettings::describe() const {
+    std::string out = "brokers=" + brokers + " compression=" + compression + " acks=" + acks +
+                      " idempotence=" + (idempotence ? "true" : "false") +
+                      " linger_ms=" + std::to_string(linger_ms) +
+                      " delivery_timeout_ms=" + std::to_string(delivery_timeout_ms);
+    for (const auto& [name, value] : properties) {
+        out += " " + name + "=" + (is_secret_property(name) ? std::string("***") : value);
+    }
+    return out;
+}
+
+int ClusterSettings::apply(rd_kafka_conf_t* conf, const ReportFn& report) const {
+    int problems = 0;
+    std::array<char, 512> errstr{};
+    const auto set = [&](const std::string& key, const std::string& name,
+                         const std::string& value) {
+        errstr[0] = '\0';
+        if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr.data(), errstr.size()) !=
+            RD_KAFKA_CONF_OK) {
+            ++problems;
+            std::string why = errstr.data();
+            if (is_secret_property(name)) why = redact(std::move(why), value);
+            report(key, why);
+        }
+    };
+    set("brokers", "bootstrap.servers", brokers);
+    set("compression", "compression.type", compression);
+    set("acks", "acks", acks);
+    set("idempotence", "enable.idempotence", idempotence ? "true" : "false");
+    set("linger_ms", "linger.ms", std::to_string(linger_ms));
+    set("delivery_timeout_ms", "message.timeout.ms", std::to_string(delivery_timeout_ms));
+    for (const auto& [name, value] : properties) {
+        const auto owned = std::find_if(kOwnedProperties.begin(), kOwnedProperties.end(),
+                                        [&](const OwnedProperty& p) { return p.property == name; });
+        if (owned != kOwnedProperties.end()) {
+            ++problems;
+            report("properties." + name, "'" + name + "' is set by the option `" +
+                                             std::string(owned->option) +
+                                             "`; set it there instead");
+            continue;
+        }
+        set("properties." + name, name, value);
+    }
+    return problems;
+}
+
+int ClusterSettings::check_consistency(const ReportFn& report) const {
+    int problems = 0;
+    if (idempotence && acks != "all") {
+        ++problems;
+        report("acks", "idempotence: true requires acks: all (got " + acks +
+                           "); set acks: all or idempotence: false");
+    }
+    if (delivery_timeout_ms <= linger_ms) {
+        ++problems;
+        report("delivery_timeout_ms",
+               "must be greater than linger_ms (" + std::to_string(linger_ms) + ")");
+    }
+    return problems;
+}
+
+}  // namespace sluice::plugins::kafka

@@ -1,0 +1,593 @@
+#include "kafka_sink.hpp"
+
+#include <algorithm>
+#include <array>
+#include <stdexcept>
+
+#include "topic_name.hpp"
+
+namespace sluice::plugins {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using kafka::ClusterSettings;
+using std::chrono::milliseconds;
+
+// librdkafka checks message timeouts about once a second, so a report may come up to that
+// much after delivery_timeout_ms; the margin keeps write() from giving up just before it.
+constexpr milliseconds kReportMargin{2000};
+// How long write() waits for room when librdkafka's local queue is full, before trying again.
+constexpr milliseconds kQueueFullWait{10};
+// Metadata fetch at start: long enough for a healthy cluster, short enough not to hold up a
+// route whose cluster is away (the producer keeps trying in the background).
+constexpr milliseconds kMetadataTimeout{2000};
+// Time kept back from stop()'s deadline for rd_kafka_destroy, which closes connections and
+// joins librdkafka's threads after the flush.
+constexpr milliseconds kDestroyReserve{250};
+// Topic handles cached per instance; a template that renders unboundedly many names only
+// costs a cache reset every so often.
+constexpr std::size_t kMaxCachedTopics = 1024;
+// Distinct topics whose illegal characters are announced at warn level; later ones at debug.
+constexpr std::size_t kMaxWarnedTopics = 256;
+
+// Failures that will not go away by sending the same message again. Everything else
+// (timeouts, transport errors, leader elections, unknown errors) is retried: a retry can
+// duplicate a message, dropping one loses it.
+bool is_permanent(rd_kafka_resp_err_t err) {
+    switch (err) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:  // invalid topic name
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+        case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+        case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+        case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+        case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+        case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        case RD_KAFKA_RESP_ERR__BAD_MSG:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::string kafka_error(rd_kafka_resp_err_t err) {
+    return std::string(rd_kafka_err2str(err)) + " (" + rd_kafka_err2name(err) + ")";
+}
+
+// ConfigError's what() starts with the key, which the diagnostic already names.
+std::string without_key(const sdk::ConfigError& e) {
+    const std::string_view text = e.what();
+    const std::string prefix = e.key() + ": ";
+    return std::string(text.starts_with(prefix) ? text.substr(prefix.size()) : text);
+}
+
+char read_replacement(const sdk::Config& config) {
+    const std::string r = config.string_or("topic_replacement", "_");
+    if (r.size() != 1 || !kafka::is_legal_topic_char(r[0])) {
+        throw sdk::ConfigError("topic_replacement",
+                               "must be exactly one of the characters Kafka allows in topic "
+                               "names ([a-zA-Z0-9._-]), got '" +
+                                   r + "'");
+    }
+    return r[0];
+}
+
+}  // namespace
+
+sdk::Spec KafkaSink::spec() {
+    using sdk::Field;
+    sdk::Spec s("kafka-sink", "1.0.0");
+    s.summary("Produces messages to Kafka and confirms them only once Kafka acknowledged them.")
+        .description(
+            "Each message becomes one Kafka record: the payload is the value, the key comes "
+            "from `key` (or the key a transform set), message headers (MQTT 5 user properties, "
+            "`mqtt.topic`, `mqtt.qos`, `mqtt.retain`) become Kafka headers, and the record "
+            "timestamp is the time the source received the message.\n\n"
+            "A batch is confirmed only when Kafka acknowledged every message in it (librdkafka "
+            "delivery reports, with `acks: all` and idempotence by default, so a retried "
+            "message is not written twice). A message that Kafka does not acknowledge within "
+            "`delivery_timeout_ms` (cluster unreachable, leader election) is handed back to the "
+            "route, which retries it after a back-off: nothing is lost while the cluster is "
+            "away, and the route shows as degraded meanwhile. A message Kafka refuses for good "
+            "(too large, invalid topic, not authorised) goes to the route's error policy.\n\n"
+            "Routes whose cluster settings (`brokers`, `compression`, `acks`, `idempotence`, "
+            "`linger_ms`, `delivery_timeout_ms`, `properties`) are identical share one "
+            "librdkafka producer, as librdkafka intends: one set of connections and batches "
+            "for all of them. Each route still waits only for its own messages.");
+    s.field(Field::string("brokers")
+                .required()
+                .description("Kafka bootstrap servers, `host:port` separated by commas. Only "
+                             "used to discover the cluster; the producer then connects to "
+                             "every broker that leads a partition it writes to.")
+                .example("\"${KAFKA_BROKERS}\""));
+    s.field(
+        Field::templated("topic")
+            .required()
+            .description("Kafka topic to write to; a template, so one route can fan out by topic "
+                         "level. Characters Kafka does not allow in topic names (anything but "
+                         "`a-z A-Z 0-9 . _ -`, e.g. the `/` of an MQTT topic) are replaced by "
+                         "`topic_replacement`; this is logged once per topic. A message whose "
+                         "topic renders empty (a missing topic level or field) goes to the "
+                         "route's error policy. A constant topic's metadata is fetched when the "
+                         "route starts, so the first messages are not held back.")
+            .example("\"occupancy.{{topic.1}}\""));
+    s.field(Field::string("topic_replacement")
+                .default_value("_")
+                .description("The character that replaces each character of a rendered topic "
+                             "that Kafka does not allow. Must itself be allowed: one of "
+                             "`a-z A-Z 0-9 . _ -`.")
+                .advanced());
+    s.field(Field::templated("key")
+                .description("Kafka message key; a template. Kafka sends every message with "
+                             "the same key to the same partition, in order. Not set: the key a "
+                             "transform gave the message, or no key (messages are spread over "
+                             "partitions).")
+                .example("\"{{topic.2}}\""));
+    s.field(Field::list("headers")
+                .default_value("[\"*\"]")
+                .description("Message headers to forward as Kafka headers, by name. `*` "
+                             "forwards all of them; an empty list forwards none.")
+                .example("[mqtt.topic, sensor_id]"));
+    s.field(Field::enumeration("compression", {"none", "gzip", "snappy", "lz4", "zstd"})
+                .default_value("none")
+                .description("Compression of record batches. `lz4` and `zstd` are cheap and "
+                             "effective for JSON payloads."));
+    s.field(Field::enumeration("acks", {"all", "1", "0"})
+                .default_value("all")
+                .description("Acknowledgements Kafka gives before a message counts as "
+                             "delivered: `all` (every in-sync replica has it), `1` (the "
+                             "partition leader has it; lost if the leader fails before "
+                             "replicating), `0` (none: Sluice confirms as soon as the message "
+                             "is sent). Anything but `all` needs `idempotence: false`."));
+    s.field(Field::boolean("idempotence")
+                .default_value("true")
+                .description("Idempotent producer: Kafka discards the duplicates that "
+                             "librdkafka's internal retries would otherwise write, and keeps "
+                             "the order of messages within a partition. Requires `acks: all`."));
+    s.field(Field::integer("delivery_timeout_ms")
+                .default_value("30000")
+                .range(1000, 86400000)
+                .description(
+                    "How long librdkafka tries to deliver a message (its `message.timeout.ms`) "
+                    "before the message goes back to the route, which retries it after a "
+                    "back-off. A batch waits at most this long (plus about two seconds) for "
+                    "its confirmations, so this also bounds how long a route stays blocked on "
+                    "an unreachable cluster before it retries, and how long it may need to "
+                    "drain at shutdown."));
+    s.field(Field::integer("linger_ms")
+                .default_value("5")
+                .range(0, 900000)
+                .description("How long librdkafka waits to fill a batch before sending it: "
+                             "higher values mean fewer, larger requests and more latency.")
+                .advanced());
+    s.field(
+        Field::map("properties")
+            .description("Any other librdkafka configuration property, passed as is: SASL and "
+                         "SSL settings, `batch.size`, `client.id`, ... (see librdkafka's "
+                         "CONFIGURATION.md). `sluice check` reports a property librdkafka does "
+                         "not know or a value it refuses. Properties that one of the options "
+                         "above sets are refused here. Values of properties whose name contains "
+                         "`password` or `secret` are never logged; prefer `${VAR}` for them.")
+            .example("{security.protocol: sasl_ssl, sasl.mechanisms: PLAIN, "
+                     "sasl.username: sluice, sasl.password: \"${KAFKA_PASSWORD}\"}")
+            .advanced());
+    return s;
+}
+
+void KafkaSink::validate(const sdk::Config& config, sdk::Diagnostics& diag) {
+    const kafka::ReportFn report = [&](const std::string& key, const std::string& message) {
+        diag.report(key, message);
+    };
+    ClusterSettings settings;
+    try {
+        settings = ClusterSettings::from_config(config);
+    } catch (const sdk::ConfigError& e) {
+        diag.report(e.key(), without_key(e));
+        return;
+    }
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    settings.apply(conf, report);
+    rd_kafka_conf_destroy(conf);
+    settings.check_consistency(report);
+
+    char replacement = '_';
+    try {
+        replacement = read_replacement(config);
+    } catch (const sdk::ConfigError& e) {
+        diag.report(e.key(), without_key(e));
+    }
+    try {
+        const sdk::Template topic = config.templ("topic");
+        if (topic.is_constant()) {
+            std::string name = topic.source();
+            kafka::sanitize_topic(name, replacement);
+            if (const auto problem = kafka::topic_name_problem(name); !problem.empty()) {
+                diag.report("topic", std::string(problem));
+            }
+        }
+        if (config.has("key")) config.templ("key");
+    } catch (const sdk::ConfigError& e) {
+        diag.report(e.key(), without_key(e));
+    }
+}
+
+KafkaSink::KafkaSink(const sdk::Config& config, sdk::Host& host)
+    : settings_(ClusterSettings::from_config(config)),
+      topic_(config.templ("topic")),
+      replacement_(read_replacement(config)),
+      route_(config.route()),
+      host_(host),
+      tracker_(std::make_shared<kafka::DeliveryTracker>()) {
+    if (config.has("key")) key_ = config.templ("key");
+    // The host fills in the default ["*"]; a config without the entry means the same.
+    if (config.has("headers")) {
+        all_headers_ = false;
+        for (auto& name : config.list("headers")) {
+            if (name == "*") {
+                all_headers_ = true;
+            } else {
+                header_names_.push_back(std::move(name));
+            }
+        }
+        if (all_headers_) header_names_.clear();
+    }
+    const std::string problems = [&] {
+        std::string text;
+        const kafka::ReportFn collect = [&](const std::string& key, const std::string& m) {
+            text += (text.empty() ? "" : "; ") + key + ": " + m;
+        };
+        settings_.check_consistency(collect);
+        return text;
+    }();
+    // validate() reports these with their locations; this only guards create() callers
+    // that skip it.
+    if (!problems.empty()) throw std::invalid_argument(problems);
+    if (topic_.is_constant()) {
+        std::string name = topic_.source();
+        kafka::sanitize_topic(name, replacement_);
+        if (const auto problem = kafka::topic_name_problem(name); !problem.empty()) {
+            throw sdk::ConfigError("topic", std::string(problem));
+        }
+    }
+}
+
+KafkaSink::~KafkaSink() {
+    try {
+        // Normally stop() already released everything; this covers a start() without stop().
+        if (producer_ != nullptr) stop(milliseconds(0));
+    } catch (...) {
+    }
+}
+
+std::size_t KafkaSink::producer_count() { return kafka::Producer::live_count(); }
+
+void KafkaSink::start() {
+    producer_ = kafka::ProducerPool::acquire(settings_, *this, host_);
+    host_.debug("producer: " + settings_.describe());
+    if (!topic_.is_constant()) return;
+
+    std::string name = topic_.source();
+    make_legal(name);
+    constant_topic_ = topic_handle(name);
+    if (constant_topic_ == nullptr) {
+        throw sdk::Fatal("cannot create a handle for topic '" + name +
+                         "': " + rd_kafka_err2str(rd_kafka_last_error()));
+    }
+    // Without metadata for a new topic librdkafka 2.0.2 holds its first messages until the
+    // next metadata refresh (about a second); asking now takes that out of the first write.
+    const milliseconds timeout =
+        std::min(kMetadataTimeout, milliseconds(settings_.delivery_timeout_ms));
+    const rd_kafka_metadata_t* metadata = nullptr;
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(producer_->handle(), 0, constant_topic_,
+                                                      &metadata, static_cast<int>(timeout.count()));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        host_.warn("no metadata for topic '" + name + "' within " +
+                   std::to_string(timeout.count()) + " ms (" + kafka_error(err) +
+                   "); producing anyway, librdkafka keeps trying");
+        return;
+    }
+    if (metadata->topic_cnt > 0 && metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        host_.warn("topic '" + name + "': " + kafka_error(metadata->topics[0].err));
+    }
+    rd_kafka_metadata_destroy(metadata);
+}
+
+bool KafkaSink::make_legal(std::string& name) {
+    const std::size_t replaced = kafka::sanitize_topic(name, replacement_);
+    if (replaced == 0) return false;
+    topic_chars_replaced_ += replaced;
+    replaced_total_ += replaced;
+    const std::uint64_t total = topic_chars_replaced_;
+    const bool first = warned_topics_.size() < kMaxWarnedTopics &&
+                       warned_topics_.find(std::string_view(name)) == warned_topics_.end();
+    if (first) warned_topics_.emplace(name);
+    const auto level = first ? SLUICE_LOG_WARN : SLUICE_LOG_DEBUG;
+    if (host_.enabled(level)) {
+        host_.log(level, "topic template '" + topic_.source() +
+                             "' rendered characters Kafka "
+                             "does not allow in topic names; writing to '" +
+                             name + "' instead (" + std::to_string(total) +
+                             " characters replaced so far)");
+    }
+    return true;
+}
+
+rd_kafka_topic_t* KafkaSink::topic_handle(const std::string& name) {
+    if (auto it = topics_.find(std::string_view(name)); it != topics_.end()) return it->second;
+    if (topics_.size() >= kMaxCachedTopics) {
+        // Handles are reference-counted by librdkafka: messages in flight keep theirs.
+        release_topics();
+    }
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(producer_->handle(), name.c_str(), nullptr);
+    if (topic != nullptr) topics_.emplace(name, topic);
+    return topic;
+}
+
+rd_kafka_topic_t* KafkaSink::topic_for(sdk::MessageView m, std::size_t index,
+                                       sdk::Emitter& results) {
+    if (constant_topic_ != nullptr) return constant_topic_;
+    topic_buf_.clear();
+    topic_.render(m, sdk::RenderContext{route_}, topic_buf_);
+    if (topic_buf_.empty()) {
+        results.reject(index, sdk::Status::error,
+                       "topic template '" + topic_.source() +
+                           "' rendered an empty topic name for message topic '" +
+                           std::string(m.topic()) + "'");
+        return nullptr;
+    }
+    make_legal(topic_buf_);
+    if (const auto problem = kafka::topic_name_problem(topic_buf_); !problem.empty()) {
+        results.reject(index, sdk::Status::error,
+                       "topic template '" + topic_.source() + "' rendered '" + topic_buf_ +
+                           "': " + std::string(problem));
+        return nullptr;
+    }
+    rd_kafka_topic_t* topic = topic_handle(topic_buf_);
+    if (topic == nullptr) {
+        results.reject(
+            index, sdk::Status::error,
+            "cannot use topic '" + topic_buf_ + "': " + kafka_error(rd_kafka_last_error()));
+    }
+    return topic;
+}
+
+rd_kafka_headers_t* KafkaSink::headers_for(sdk::MessageView m) const {
+    if (m.header_count() == 0 || (!all_headers_ && header_names_.empty())) return nullptr;
+    rd_kafka_headers_t* headers = nullptr;
+    for (std::size_t i = 0; i < m.header_count(); ++i) {
+        const std::string_view name = m.header_key(i);
+        if (!all_headers_ &&
+            std::find(header_names_.begin(), header_names_.end(), name) == header_names_.end()) {
+            continue;
+        }
+        if (headers == nullptr) headers = rd_kafka_headers_new(m.header_count());
+        const std::string_view value = m.header_value(i);
+        rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
+                            static_cast<ssize_t>(value.size()));
+    }
+    return headers;
+}
+
+void KafkaSink::produce(sdk::MessageView m, std::size_t index, rd_kafka_topic_t* topic,
+                        Clock::time_point give_up, sdk::Emitter& results, std::size_t& produced) {
+    const void* key = nullptr;
+    std::size_t key_len = 0;
+    if (key_) {
+        key_buf_.clear();
+        const bool complete = key_->render(m, sdk::RenderContext{route_}, key_buf_);
+        // A key whose only variable is missing is no key at all, not the empty key (which
+        // Kafka would hash to one fixed partition).
+        if (complete || !key_buf_.empty()) {
+            key = key_buf_.data();
+            key_len = key_buf_.size();
+        }
+    } else if (m.has_key()) {
+        key = m.key().data();
+        key_len = m.key().size();
+    }
+    rd_kafka_headers_t* headers = headers_for(m);
+    const std::int64_t timestamp = m.timestamp_ms() > 0 ? m.timestamp_ms() : 0;  // 0: now
+    const std::string_view payload = m.payload();
+
+    // rd_kafka_produceva is rd_kafka_producev with an array instead of varargs: typed fields
+    // instead of the RD_KAFKA_V_* macros' C casts. librdkafka copies value and key
+    // (MSG_F_COPY) and never writes through the pointers.
+    std::array<rd_kafka_vu_t, 7> vu{};
+    vu[0].vtype = RD_KAFKA_VTYPE_RKT;
+    vu[0].u.rkt = topic;
+    vu[1].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[1].u.i = RD_KAFKA_MSG_F_COPY;
+    vu[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[2].u.mem = {const_cast<char*>(payload.data()), payload.size()};
+    vu[3].vtype = RD_KAFKA_VTYPE_KEY;
+    vu[3].u.mem = {const_cast<void*>(key), key_len};
+    vu[4].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
+    vu[4].u.i64 = timestamp;
+    vu[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[6].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vu[6].u.headers = headers;
+    const std::size_t fields = headers != nullptr ? 7 : 6;
+
+    while (true) {
+        vu[5].u.ptr = tracker_->opaque(index);
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (rd_kafka_error_t* error = rd_kafka_produceva(producer_->handle(), vu.data(), fields)) {
+            err = rd_kafka_error_code(error);
+            rd_kafka_error_destroy(error);
+        }
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ++produced;  // librdkafka owns `headers` now
+            return;
+        }
+        tracker_->not_produced(index);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && Clock::now() < give_up) {
+            // Deliveries make room; the poll thread serves them while we wait.
+            tracker_->wait_for_progress(kQueueFullWait);
+            continue;
+        }
+        if (headers != nullptr) rd_kafka_headers_destroy(headers);
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+            fatal_.store(true);
+            return;
+        }
+        const bool retry = err == RD_KAFKA_RESP_ERR__QUEUE_FULL || !is_permanent(err);
+        results.reject(index, retry ? sdk::Status::retry : sdk::Status::error,
+                       "cannot produce to Kafka: " + kafka_error(err));
+        return;
+    }
+}
+
+sdk::Status KafkaSink::write(const sdk::BatchView& in, sdk::Emitter& results) {
+    if (producer_ == nullptr) throw sdk::Fatal("write() before start()");
+    if (fatal_.load() || producer_->is_fatal()) fail_fatal();
+    if (in.empty()) return sdk::Status::ok;
+    std::erase_if(abandoned_, [](const auto& t) { return t->outstanding() == 0; });
+
+    kafka::DeliveryTracker& tracker = *tracker_;
+    tracker.reset(in.size());
+    // on_fatal() may have interrupted the previous tracker state just before reset() cleared it.
+    if (fatal_.load()) fail_fatal();
+    const milliseconds delivery_timeout(settings_.delivery_timeout_ms);
+    const Clock::time_point give_up = Clock::now() + delivery_timeout;
+    std::size_t produced = 0;
+    for (std::size_t i = 0; i < in.size() && !fatal_.load(); ++i) {
+        const auto m = in[i];
+        if (rd_kafka_topic_t* topic = topic_for(m, i, results)) {
+            produce(m, i, topic, give_up, results, produced);
+        }
+    }
+    tracker.expect(produced);
+    // Messages produced last may wait the full delivery timeout from their produce call.
+    const bool complete =
+        fatal_.load() ? tracker.outstanding() == 0
+                      : tracker.wait_until(Clock::now() + delivery_timeout +
+                                           milliseconds(settings_.linger_ms) + kReportMargin);
+    if (fatal_.load() || producer_->is_fatal()) {
+        if (!complete) abandon_tracker();
+        fail_fatal();
+    }
+
+    std::size_t delivered = 0;
+    std::size_t retried = 0;
+    std::string retry_reason;
+    rd_kafka_resp_err_t last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::string reason;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const auto o = tracker.outcome(i);
+        if (!o.produced) continue;  // rejected above
+        if (!o.reported) {
+            ++retried;
+            reason = "no delivery report from Kafka within " +
+                     std::to_string(settings_.delivery_timeout_ms) + " ms";
+            if (retry_reason.empty()) retry_reason = reason;
+            results.reject(i, sdk::Status::retry, reason);
+            last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+            continue;
+        }
+        if (o.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ++delivered;
+            continue;
+        }
+        if (o.err != last_err || reason.empty()) {
+            reason = "Kafka did not confirm the message: " + kafka_error(o.err);
+            last_err = o.err;
+        }
+        if (is_permanent(o.err)) {
+            results.reject(i, sdk::Status::error, reason);
+        } else {
+            ++retried;
+            if (retry_reason.empty()) retry_reason = reason;
+            results.reject(i, sdk::Status::retry, reason);
+        }
+    }
+    if (!complete) abandon_tracker();
+
+    if (retried > 0) {
+        set_health(sdk::Status::retry, retry_reason + " (" + std::to_string(retried) + " of " +
+                                           std::to_string(in.size()) +
+                                           " messages will be retried)");
+    } else if (delivered > 0) {
+        set_health(sdk::Status::ok, {});
+    }
+    return sdk::Status::ok;
+}
+
+void KafkaSink::abandon_tracker() {
+    std::lock_guard lock(tracker_mu_);
+    abandoned_.push_back(std::move(tracker_));
+    tracker_ = std::make_shared<kafka::DeliveryTracker>();
+}
+
+void KafkaSink::fail_fatal() {
+    std::string why = producer_ != nullptr ? producer_->fatal_reason() : std::string();
+    throw sdk::Fatal(why.empty() ? "the Kafka producer failed fatally" : why);
+}
+
+void KafkaSink::set_health(sdk::Status state, const std::string& reason) {
+    std::lock_guard lock(health_mu_);
+    if (state == health_) return;
+    health_ = state;
+    host_.report_state(state, reason);
+}
+
+void KafkaSink::on_brokers_down(const std::string& reason) {
+    set_health(sdk::Status::retry, "all Kafka brokers are down: " + reason);
+}
+
+void KafkaSink::on_fatal(const std::string& reason) {
+    fatal_.store(true);
+    {
+        std::lock_guard lock(tracker_mu_);
+        if (tracker_ != nullptr) tracker_->interrupt();
+    }
+    set_health(sdk::Status::fatal, reason);
+}
+
+void KafkaSink::release_topics() {
+    for (auto& [name, topic] : topics_) rd_kafka_topic_destroy(topic);
+    topics_.clear();
+    constant_topic_ = nullptr;  // it was in topics_ as well
+}
+
+void KafkaSink::stop(milliseconds deadline) {
+    if (producer_ == nullptr) return;
+    const auto end = Clock::now() + deadline;
+    // write() returns only when its batch is settled, so what this instance still has in
+    // flight is what a write gave up waiting for.
+    std::size_t undelivered = 0;
+    for (const auto& t : abandoned_) {
+        t->wait_until(end);
+        if (const std::size_t n = t->outstanding(); n > 0) {
+            undelivered += n;
+            producer_->keep_until_destroyed(t);
+        }
+    }
+    abandoned_.clear();
+    if (undelivered > 0) {
+        host_.warn(std::to_string(undelivered) +
+                   " messages were still unconfirmed by Kafka at stop (the route retried or "
+                   "dropped them already; Kafka may still write them)");
+    }
+    release_topics();
+    const auto remaining = std::chrono::duration_cast<milliseconds>(end - Clock::now());
+    const milliseconds flush_budget =
+        std::max(milliseconds(0), remaining - std::min(kDestroyReserve, remaining / 4));
+    const std::size_t left =
+        kafka::ProducerPool::release(std::move(producer_), *this, flush_budget);
+    if (left > 0) {
+        host_.warn(std::to_string(left) +
+                   " messages queued in the producer were not delivered "
+                   "before the stop deadline");
+    }
+}
+
+}  // namespace sluice::plugins
+
+SLUICE_MODULE("sluice-kafka-sink", sluice::plugins::KafkaSink)

@@ -1,0 +1,475 @@
+// kafka-sink against librdkafka's in-process mock cluster, driven through the SDK's C ABI
+// adapter exactly as the host drives it.
+#include "../src/kafka_sink.hpp"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sluice/sdk/testing.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../src/producer_pool.hpp"
+#include "mock_kafka.hpp"
+
+using sluice::plugins::KafkaSink;
+using sluice::sdk::OwnedMessage;
+using sluice::sdk::testing::ConfigBuilder;
+using sluice::sdk::testing::Harness;
+using sluice::sdk::testing::message;
+using sluice::sdk::testing::Value;
+using sluice::test::KafkaRecord;
+using sluice::test::MockKafka;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+using Options = std::map<std::string, Value>;
+
+OwnedMessage keyed(std::string topic, std::string payload, std::string key) {
+    OwnedMessage m = message(std::move(topic), std::move(payload));
+    m.key = std::move(key);
+    return m;
+}
+
+std::vector<std::pair<std::string, std::string>> validate(Options values) {
+    const auto& d = Harness<KafkaSink>::descriptor();
+    ConfigBuilder config(d, std::move(values));
+    std::vector<std::pair<std::string, std::string>> reports;
+    const sluice_diagnostics diag{
+        sizeof(sluice_diagnostics), &reports, [](void* ctx, const char* key, const char* m) {
+            static_cast<std::vector<std::pair<std::string, std::string>>*>(ctx)->emplace_back(key,
+                                                                                              m);
+        }};
+    const auto status = d.validate(config.get(), &diag);
+    CHECK((status == SLUICE_OK) == reports.empty());
+    return reports;
+}
+
+bool has_report(const std::vector<std::pair<std::string, std::string>>& reports,
+                const std::string& key, const std::string& text) {
+    for (const auto& [k, m] : reports) {
+        if (k == key && m.find(text) != std::string::npos) return true;
+    }
+    return false;
+}
+
+std::vector<sluice_status> states(const Harness<KafkaSink>& h) {
+    std::vector<sluice_status> out;
+    for (const auto& [s, reason] : h.host().states()) out.push_back(s);
+    return out;
+}
+
+std::size_t count_logs(const Harness<KafkaSink>& h, int level, const std::string& text) {
+    std::size_t n = 0;
+    for (const auto& [l, m] : h.host().logs()) {
+        if (l == level && m.find(text) != std::string::npos) ++n;
+    }
+    return n;
+}
+
+std::vector<OwnedMessage> numbered(const std::string& prefix, int count) {
+    std::vector<OwnedMessage> batch;
+    for (int i = 0; i < count; ++i) {
+        batch.push_back(keyed("sensors/x", prefix + std::to_string(i), "k" + std::to_string(i)));
+    }
+    return batch;
+}
+
+std::multiset<std::string> values_of(const std::vector<KafkaRecord>& records) {
+    std::multiset<std::string> out;
+    for (const auto& r : records) out.insert(r.value);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("kafka-sink delivers value, key, headers and timestamp", "[kafka-sink]") {
+    MockKafka kafka;
+    kafka.create_topic("basic", 2);
+    Harness<KafkaSink> h(
+        Options{{"brokers", kafka.bootstrap()}, {"topic", "basic"}, {"key", "{{topic.1}}"}});
+    OwnedMessage m = message("sensors/s1/temp", R"({"t":21.5})");
+    m.headers = {{"mqtt.topic", "sensors/s1/temp"}, {"unit", "C"}};
+    OwnedMessage plain = message("sensors/s2/temp", "22");
+
+    REQUIRE(h.process({m, plain}) == SLUICE_OK);
+    CHECK(h.rejections().empty());
+
+    const auto records = kafka.read_all("basic");
+    REQUIRE(records.size() == 2);
+    std::map<std::string, KafkaRecord> by_key;
+    for (const auto& r : records) by_key[r.key.value_or("<none>")] = r;
+    REQUIRE(by_key.count("s1") == 1);
+    REQUIRE(by_key.count("s2") == 1);
+    CHECK(by_key["s1"].value == R"({"t":21.5})");
+    CHECK(by_key["s1"].timestamp_ms == 1700000000000);
+    CHECK(by_key["s1"].headers == std::vector<std::pair<std::string, std::string>>{
+                                      {"mqtt.topic", "sensors/s1/temp"}, {"unit", "C"}});
+    CHECK(by_key["s2"].value == "22");
+    CHECK(by_key["s2"].headers.empty());
+}
+
+TEST_CASE("kafka-sink without a key template keeps the message's own key", "[kafka-sink]") {
+    MockKafka kafka;
+    kafka.create_topic("own-key", 1);
+    Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()}, {"topic", "own-key"}});
+    REQUIRE(h.process({keyed("a/b", "1", "from-transform"), message("a/b", "2")}) == SLUICE_OK);
+    CHECK(h.rejections().empty());
+    const auto records = kafka.read_all("own-key");
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].key == std::optional<std::string>("from-transform"));
+    CHECK_FALSE(records[1].key.has_value());
+}
+
+TEST_CASE("kafka-sink keeps per-key order within a partition", "[kafka-sink]") {
+    MockKafka kafka(3);
+    kafka.create_topic("ordered", 3);
+    Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()}, {"topic", "ordered"}});
+    constexpr int kKeys = 6;
+    constexpr int kPerKey = 50;
+    int seq = 0;
+    for (int batch = 0; batch < 5; ++batch) {
+        std::vector<OwnedMessage> messages;
+        for (int i = 0; i < kKeys * kPerKey / 5; ++i, ++seq) {
+            messages.push_back(
+                keyed("t", std::to_string(seq), "key" + std::to_string(seq % kKeys)));
+        }
+        REQUIRE(h.process(messages) == SLUICE_OK);
+        REQUIRE(h.rejections().empty());
+    }
+    const auto records = kafka.read_all("ordered");
+    REQUIRE(records.size() == static_cast<std::size_t>(kKeys * kPerKey));
+    std::map<std::string, std::pair<std::int32_t, int>> last;  // key -> partition, sequence
+    std::set<std::int32_t> partitions;
+    for (const auto& r : records) {
+        REQUIRE(r.key);
+        const int value = std::stoi(r.value);
+        partitions.insert(r.partition);
+        auto it = last.find(*r.key);
+        if (it != last.end()) {
+            CHECK(it->second.first == r.partition);
+            CHECK(it->second.second < value);
+        }
+        last[*r.key] = {r.partition, value};
+    }
+    CHECK(last.size() == static_cast<std::size_t>(kKeys));
+    CHECK(partitions.size() > 1);
+}
+
+TEST_CASE("kafka-sink topic template: illegal characters replaced, empty topic rejected",
+          "[kafka-sink]") {
+    MockKafka kafka;
+    const auto before = KafkaSink::topic_chars_replaced_total();
+    Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()}, {"topic", "{{topic}}"}});
+    const std::vector<OwnedMessage> batch{message("sensors/room 1/temp", "a"),
+                                          message("sensors/room 1/temp", "b"), message("", "c")};
+    REQUIRE(h.process(batch) == SLUICE_OK);
+
+    const auto rejections = h.rejections();
+    REQUIRE(rejections.size() == 1);
+    CHECK(rejections[0].index == 2);
+    CHECK(rejections[0].status == SLUICE_ERROR);
+    CHECK(rejections[0].reason.find("{{topic}}") != std::string::npos);
+    CHECK(KafkaSink::topic_chars_replaced_total() - before == 6);
+    CHECK(count_logs(h, SLUICE_LOG_WARN, "'sensors_room_1_temp'") == 1);
+    CHECK(count_logs(h, SLUICE_LOG_DEBUG, "'sensors_room_1_temp'") == 1);
+    CHECK(values_of(kafka.read_all("sensors_room_1_temp")) == std::multiset<std::string>{"a", "b"});
+}
+
+TEST_CASE("kafka-sink topic_replacement chooses the replacing character", "[kafka-sink]") {
+    MockKafka kafka;
+    Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()},
+                                 {"topic", "occupancy.{{topic.1}}"},
+                                 {"topic_replacement", "-"}});
+    REQUIRE(h.process({message("s/room a:1", "x")}) == SLUICE_OK);
+    CHECK(h.rejections().empty());
+    CHECK(values_of(kafka.read_all("occupancy.room-a-1")) == std::multiset<std::string>{"x"});
+}
+
+TEST_CASE("kafka-sink headers option selects what is forwarded", "[kafka-sink]") {
+    MockKafka kafka;
+    kafka.create_topic("hdr", 1);
+    OwnedMessage m = message("a", "v");
+    m.headers = {{"mqtt.topic", "a"}, {"mqtt.qos", "1"}, {"sensor", "s1"}};
+
+    SECTION("empty list forwards none") {
+        Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()},
+                                     {"topic", "hdr"},
+                                     {"headers", Value(std::initializer_list<std::string>{})}});
+        REQUIRE(h.process({m}) == SLUICE_OK);
+        const auto records = kafka.read_all("hdr");
+        REQUIRE(records.size() == 1);
+        CHECK(records[0].headers.empty());
+    }
+    SECTION("named headers only, in message order") {
+        Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()},
+                                     {"topic", "hdr"},
+                                     {"headers", {"sensor", "mqtt.topic"}}});
+        REQUIRE(h.process({m}) == SLUICE_OK);
+        const auto records = kafka.read_all("hdr");
+        REQUIRE(records.size() == 1);
+        CHECK(records[0].headers == std::vector<std::pair<std::string, std::string>>{
+                                        {"mqtt.topic", "a"}, {"sensor", "s1"}});
+    }
+    SECTION("star forwards all") {
+        Harness<KafkaSink> h(
+            Options{{"brokers", kafka.bootstrap()}, {"topic", "hdr"}, {"headers", {"*"}}});
+        REQUIRE(h.process({m}) == SLUICE_OK);
+        const auto records = kafka.read_all("hdr");
+        REQUIRE(records.size() == 1);
+        CHECK(records[0].headers.size() == 3);
+    }
+}
+
+TEST_CASE("kafka-sink routes with identical cluster settings share one producer", "[kafka-sink]") {
+    MockKafka kafka;
+    const std::size_t base = KafkaSink::producer_count();
+    {
+        auto a = std::make_unique<Harness<KafkaSink>>(
+            Options{{"brokers", kafka.bootstrap()}, {"topic", "shared.a"}});
+        Harness<KafkaSink> b(Options{{"brokers", kafka.bootstrap()},
+                                     {"topic", "shared.b"},
+                                     {"key", "{{topic}}"},
+                                     {"headers", Value(std::initializer_list<std::string>{})}});
+        CHECK(KafkaSink::producer_count() == base + 1);
+        {
+            Harness<KafkaSink> c(
+                Options{{"brokers", kafka.bootstrap()}, {"topic", "shared.c"}, {"linger_ms", "6"}});
+            CHECK(KafkaSink::producer_count() == base + 2);
+            REQUIRE(c.process({message("t", "c1")}) == SLUICE_OK);
+        }
+        CHECK(KafkaSink::producer_count() == base + 1);
+
+        REQUIRE(a->process({message("t", "a1")}) == SLUICE_OK);
+        REQUIRE(b.process({message("t", "b1")}) == SLUICE_OK);
+        // The first user leaving does not take the producer from the second.
+        a.reset();
+        CHECK(KafkaSink::producer_count() == base + 1);
+        REQUIRE(b.process({message("t", "b2")}) == SLUICE_OK);
+        CHECK(b.rejections().empty());
+        CHECK(values_of(kafka.read_all("shared.a")) == std::multiset<std::string>{"a1"});
+        CHECK(values_of(kafka.read_all("shared.b")) == std::multiset<std::string>{"b1", "b2"});
+    }
+    CHECK(KafkaSink::producer_count() == base);
+}
+
+TEST_CASE("kafka-sink validate reports what librdkafka refuses", "[kafka-sink]") {
+    const std::string brokers = "127.0.0.1:9092";
+    SECTION("a valid configuration reports nothing") {
+        CHECK(validate({{"brokers", brokers},
+                        {"topic", "t.{{topic.1}}"},
+                        {"properties",
+                         Value::of_map({{"client.id", "sluice"}, {"batch.size", "100000"}})}})
+                  .empty());
+    }
+    SECTION("bad value and unknown property, each under its own key") {
+        const auto reports = validate(
+            {{"brokers", brokers},
+             {"topic", "t"},
+             {"properties", Value::of_map({{"batch.size", "banana"}, {"no.such.property", "1"}})}});
+        CHECK(reports.size() == 2);
+        CHECK(has_report(reports, "properties.batch.size", "Invalid value"));
+        CHECK(has_report(reports, "properties.no.such.property", "No such configuration property"));
+    }
+    SECTION("a property one of the options sets is refused with the option's name") {
+        const auto reports = validate({{"brokers", brokers},
+                                       {"topic", "t"},
+                                       {"properties", Value::of_map({{"linger.ms", "banana"}})}});
+        REQUIRE(reports.size() == 1);
+        CHECK(has_report(reports, "properties.linger.ms", "linger_ms"));
+    }
+    SECTION("idempotence requires acks all") {
+        const auto reports = validate(
+            {{"brokers", brokers}, {"topic", "t"}, {"acks", "1"}, {"idempotence", "true"}});
+        REQUIRE(reports.size() == 1);
+        CHECK(has_report(reports, "acks", "idempotence"));
+        CHECK(validate(
+                  {{"brokers", brokers}, {"topic", "t"}, {"acks", "1"}, {"idempotence", "false"}})
+                  .empty());
+    }
+    SECTION("topic_replacement must be one legal character; constant topics must be valid") {
+        CHECK(
+            has_report(validate({{"brokers", brokers}, {"topic", "t"}, {"topic_replacement", "/"}}),
+                       "topic_replacement", "one of the characters"));
+        CHECK(has_report(validate({{"brokers", brokers}, {"topic", ".."}}), "topic", "'..'"));
+        CHECK(has_report(validate({{"brokers", brokers}, {"topic", std::string(250, 'x')}}),
+                         "topic", "249"));
+    }
+}
+
+TEST_CASE("kafka-sink: brokers down gives RETRY rejects, brokers up delivers them",
+          "[kafka-sink]") {
+    MockKafka kafka;
+    kafka.create_topic("outage", 2);
+    Harness<KafkaSink> h(
+        Options{{"brokers", kafka.bootstrap()},
+                {"topic", "outage"},
+                {"delivery_timeout_ms", "1000"},
+                {"properties", Value::of_map({{"reconnect.backoff.max.ms", "200"}})}});
+    REQUIRE(h.process(numbered("before-", 5)) == SLUICE_OK);
+    REQUIRE(h.rejections().empty());
+
+    kafka.set_down();
+    auto pending = numbered("during-", 20);
+    const auto t0 = Clock::now();
+    REQUIRE(h.process(pending) == SLUICE_OK);
+    const auto took = Clock::now() - t0;
+    CHECK(took < milliseconds(1000 + 2000 + 1000));
+    const auto rejections = h.rejections();
+    REQUIRE(rejections.size() == pending.size());
+    for (const auto& r : rejections) CHECK(r.status == SLUICE_RETRY);
+    const auto degraded = states(h);
+    REQUIRE_FALSE(degraded.empty());
+    CHECK(degraded.back() == SLUICE_RETRY);
+
+    kafka.set_up();
+    // What the host does: retry the rejected messages until they are confirmed.
+    for (int attempt = 0; attempt < 10 && !pending.empty(); ++attempt) {
+        h.output().clear();
+        REQUIRE(h.process(pending) == SLUICE_OK);
+        std::vector<OwnedMessage> again;
+        for (const auto& r : h.rejections()) {
+            CHECK(r.status == SLUICE_RETRY);
+            again.push_back(pending[r.index]);
+        }
+        pending = std::move(again);
+    }
+    CHECK(pending.empty());
+    CHECK(states(h).back() == SLUICE_OK);
+
+    const auto values = values_of(kafka.read_all("outage"));
+    for (int i = 0; i < 5; ++i) CHECK(values.count("before-" + std::to_string(i)) == 1);
+    for (int i = 0; i < 20; ++i) CHECK(values.count("during-" + std::to_string(i)) >= 1);
+}
+
+TEST_CASE("kafka-sink: brokers going down while a batch is in flight", "[kafka-sink]") {
+    MockKafka kafka;
+    kafka.create_topic("midway", 1);
+    Harness<KafkaSink> h(
+        Options{{"brokers", kafka.bootstrap()},
+                {"topic", "midway"},
+                {"delivery_timeout_ms", "1000"},
+                {"linger_ms", "300"},
+                {"properties", Value::of_map({{"reconnect.backoff.max.ms", "200"}})}});
+    REQUIRE(h.process({message("t", "warm-up")}) == SLUICE_OK);
+    // linger_ms holds the batch in librdkafka while the brokers go away.
+    std::thread outage([&] {
+        std::this_thread::sleep_for(milliseconds(100));
+        kafka.set_down();
+    });
+    const auto batch = numbered("m", 10);
+    const auto status = h.process(batch);
+    outage.join();
+    REQUIRE(status == SLUICE_OK);
+    for (const auto& r : h.rejections()) CHECK(r.status == SLUICE_RETRY);
+    CHECK_FALSE(h.rejections().empty());
+    kafka.set_up();
+}
+
+TEST_CASE("kafka-sink: an unreachable cluster is RETRY, not a crash", "[kafka-sink]") {
+    Harness<KafkaSink> h(
+        Options{{"brokers", "127.0.0.1:1"}, {"topic", "nowhere"}, {"delivery_timeout_ms", "1000"}});
+    REQUIRE(h.process(numbered("x", 3)) == SLUICE_OK);
+    const auto rejections = h.rejections();
+    REQUIRE(rejections.size() == 3);
+    for (const auto& r : rejections) CHECK(r.status == SLUICE_RETRY);
+    const auto s = states(h);
+    REQUIRE_FALSE(s.empty());
+    CHECK(s.back() == SLUICE_RETRY);
+}
+
+TEST_CASE("kafka-sink stop returns within its deadline", "[kafka-sink]") {
+    const auto& d = Harness<KafkaSink>::descriptor();
+    sluice::sdk::testing::FakeHost host;
+    sluice::sdk::testing::CaptureEmitter out;
+    const std::size_t base = KafkaSink::producer_count();
+    ConfigBuilder config(
+        d, {{"brokers", "127.0.0.1:1"}, {"topic", "{{topic.0}}"}, {"delivery_timeout_ms", "1000"}});
+    void* instance = nullptr;
+    sluice_error err{};
+    REQUIRE(d.create(host.api(), config.get(), &instance, &err) == SLUICE_OK);
+    REQUIRE(d.start(instance, nullptr, &err) == SLUICE_OK);
+    std::vector<sluice::sdk::OwnedMessage> batch{message("a", "1"), message("b", "2")};
+    std::vector<std::vector<sluice_header>> headers(batch.size());
+    std::vector<sluice_message> views;
+    for (std::size_t i = 0; i < batch.size(); ++i) views.push_back(batch[i].view(headers[i]));
+    const sluice_batch b{sizeof(sluice_batch), sizeof(sluice_message), views.size(), views.data()};
+    REQUIRE(d.process(instance, &b, out.get(), &err) == SLUICE_OK);
+    CHECK(out.rejections().size() == 2);
+
+    const auto t0 = Clock::now();
+    d.stop(instance, 300, &err);
+    const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+    CHECK(took.count() < 300);
+    CHECK(KafkaSink::producer_count() == base);  // no thread of the plugin left
+    d.destroy(instance);
+}
+
+TEST_CASE("kafka-sink: a fatal producer error fails the write with FATAL", "[kafka-sink]") {
+    MockKafka kafka;
+    kafka.create_topic("fatal", 1);
+    const Options options{{"brokers", kafka.bootstrap()}, {"topic", "fatal"}};
+    Harness<KafkaSink> h(options);
+    REQUIRE(h.process({message("t", "ok")}) == SLUICE_OK);
+
+    // Reach the shared producer the way a second route would, and break it.
+    struct NullListener : sluice::plugins::kafka::ProducerListener {
+        sluice::sdk::Host host{nullptr};
+        const sluice::sdk::Host& log_host() const override { return host; }
+        void on_brokers_down(const std::string&) override {}
+        void on_fatal(const std::string&) override {}
+    } listener;
+    Harness<KafkaSink> probe(options);  // only to build the same settings
+    ConfigBuilder config(Harness<KafkaSink>::descriptor(),
+                         {{"brokers", kafka.bootstrap()}, {"topic", "fatal"}});
+    const auto settings =
+        sluice::plugins::kafka::ClusterSettings::from_config(sluice::sdk::Config(*config.get()));
+    auto producer =
+        sluice::plugins::kafka::ProducerPool::acquire(settings, listener, listener.host);
+    rd_kafka_test_fatal_error(producer->handle(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                              "injected by the test");
+    const auto deadline = Clock::now() + milliseconds(2000);
+    while (!producer->is_fatal() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(milliseconds(10));
+    }
+    REQUIRE(producer->is_fatal());
+    CHECK(h.process({message("t", "after")}) == SLUICE_FATAL);
+    CHECK(h.last_error().find("injected by the test") != std::string::npos);
+    CHECK(states(h).back() == SLUICE_FATAL);
+
+    // A route restarted by the supervisor gets a fresh producer.
+    Harness<KafkaSink> restarted(options);
+    REQUIRE(restarted.process({message("t", "fresh")}) == SLUICE_OK);
+    CHECK(restarted.rejections().empty());
+    sluice::plugins::kafka::ProducerPool::release(std::move(producer), listener, milliseconds(0));
+}
+
+TEST_CASE("kafka-sink output reads back with kcat, an independent client", "[kafka-sink]") {
+#ifndef SLUICE_KCAT
+    FAIL("kcat was not found when the tests were configured (apt install kcat)");
+#else
+    MockKafka kafka;
+    kafka.create_topic("kcat", 1);
+    {
+        Harness<KafkaSink> h(
+            Options{{"brokers", kafka.bootstrap()}, {"topic", "kcat"}, {"key", "{{topic.1}}"}});
+        REQUIRE(h.process({message("s/a", "one"), message("s/b", "two"),
+                           message("s/c", "three")}) == SLUICE_OK);
+        REQUIRE(h.rejections().empty());
+    }
+    const std::string command = std::string(SLUICE_KCAT) + " -q -b " + kafka.bootstrap() +
+                                " -C -t kcat -e -f '%k=%s\\n' 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string output;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
+    CHECK(pclose(pipe) == 0);
+    CHECK(output == "a=one\nb=two\nc=three\n");
+#endif
+}
