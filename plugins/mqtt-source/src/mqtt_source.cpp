@@ -1,0 +1,578 @@
+#include "mqtt_source.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <string_view>
+#include <utility>
+
+#include "client_id.hpp"
+
+namespace sluice::plugins {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A connection that drops sooner than this after it was made (another client took the session
+// over, the broker refuses us right after CONNACK) keeps growing the back-off, so that such a
+// loop costs one attempt per reconnect_max_ms instead of one per reconnect_min_ms.
+constexpr auto kStableConnection = std::chrono::seconds(10);
+// Slice in which waits on paho tokens check for stop().
+constexpr auto kWaitSlice = milliseconds(50);
+// At most one warning per this interval about messages the route did not take.
+constexpr auto kDropLogInterval = std::chrono::seconds(10);
+
+constexpr std::string_view kHeaderTopic = "mqtt.topic";
+constexpr std::string_view kHeaderQos = "mqtt.qos";
+constexpr std::string_view kHeaderRetain = "mqtt.retain";
+constexpr std::string_view kQosText[] = {"0", "1", "2"};
+
+std::string reason_text(int code) {
+    const char* text = ::MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
+    return text != nullptr ? text : "reason code " + std::to_string(code);
+}
+
+// paho's exception text with the parts an operator acts on: the error and, for MQTT 5, the
+// broker's reason code.
+std::string describe(const ::mqtt::exception& e) {
+    std::string text = e.get_message();
+    if (text.empty()) text = e.get_error_str();
+    if (text.empty()) text = e.what();
+    const int code = e.get_reason_code();
+    if (code != ::mqtt::ReasonCode::SUCCESS && code != ::mqtt::MQTTPP_V3_CODE) {
+        text += " (broker: " + reason_text(code) + ")";
+    }
+    return text;
+}
+
+std::string millis(milliseconds d) {
+    return d.count() % 1000 == 0 ? std::to_string(d.count() / 1000) + " s"
+                                 : std::to_string(d.count()) + " ms";
+}
+
+}  // namespace
+
+sdk::Spec MqttSource::spec() {
+    using sdk::Field;
+    sdk::Spec s("mqtt-source", "1.0.0");
+    s.summary("Subscribes to topics on an MQTT broker (3.1.1 or 5) and passes every message on.")
+        .description(
+            "Connects to an MQTT broker with the Eclipse Paho client, subscribes to `topics` and "
+            "hands each message to the route with its topic, payload, QoS, retain flag, the "
+            "time it arrived, and its MQTT 5 user properties as headers.\n\n"
+            "If the broker cannot be reached when the route starts, the route starts anyway "
+            "(state `degraded`, with the reason) and connects as soon as the broker is up; a "
+            "lost connection is re-established the same way, with exponential back-off between "
+            "`reconnect_min_ms` and `reconnect_max_ms`.\n\n"
+            "Delivery: Paho acknowledges QoS 1 and 2 messages to the broker before Sluice sees "
+            "them, so a message is safe from the moment it is in the route's queue, not before. "
+            "With the default persistent session (`clean_session: false`, stable `client_id`) "
+            "the broker keeps messages for Sluice while it is down; raise the broker's queue "
+            "limit (mosquitto: `max_queued_messages`, default 1000) or it drops the excess "
+            "silently. See docs/delivery-guarantees.md.");
+    s.field(Field::list("url")
+                .required()
+                .example("[tcp://127.0.0.1:1883]")
+                .description(
+                    "Broker address, `tcp://host:port` or `ssl://host:port` (TLS). With several "
+                    "urls, every connect tries them in order and uses the first that answers "
+                    "(fail-over between the brokers of a cluster)."));
+    s.field(Field::list("topics")
+                .required()
+                .example("[sensors/+/temperature, \"$share/sluice/alarms/#\"]")
+                .description(
+                    "Topic filters to subscribe to. `+` matches exactly one level "
+                    "(`sensors/+/temperature`); `#` matches any number of remaining levels and "
+                    "must be the last level (`sensors/#`). `$share/<group>/<filter>` is a shared "
+                    "subscription: the broker gives each message to only one subscriber of the "
+                    "group, so several routes or Sluice processes can split the load. A message "
+                    "that matches several filters may arrive once per filter (broker setting)."));
+    s.field(Field::integer("qos").default_value("1").range(0, 2).description(
+        "Highest QoS to subscribe with: 0 at most once, 1 at least once, 2 exactly "
+        "once between the broker and Sluice. A message arrives with the lower of this "
+        "and the QoS it was published with. Only QoS 1 and 2 messages are kept by the "
+        "broker for a persistent session while Sluice is away."));
+    s.field(Field::string("client_id")
+                .example("sluice-plant-a-temperature")
+                .description(
+                    "MQTT client id. Default: `sluice-<route>-<hash>`, `<hash>` being 8 hex "
+                    "digits derived from the host name: the same on every restart, so the "
+                    "persistent session is resumed, and different for every route. Set it when "
+                    "the host name changes between restarts (containers with generated host "
+                    "names, e.g. Kubernetes Deployments), or when two Sluice processes on one host "
+                    "run routes of the same name against one broker: two connections with one "
+                    "client id take the session from each other in a loop."));
+    s.field(
+        Field::boolean("clean_session")
+            .default_value("false")
+            .description(
+                "`false`: a persistent session. The broker keeps the subscriptions and queues "
+                "QoS 1 and 2 messages while Sluice is disconnected or stopped, and delivers "
+                "them when the same `client_id` connects again. `true`: every connect starts an "
+                "empty session and messages published meanwhile are not delivered. (MQTT 5 "
+                "calls it Clean Start.) With MQTT 3.1.1, a resumed session keeps the "
+                "subscriptions it was made with: topics added later take effect with a new "
+                "session; MQTT 5 subscribes to the current `topics` on every connect."));
+    s.field(Field::integer("session_expiry_s")
+                .default_value("86400")
+                .range(0, 4294967295.0)
+                .advanced()
+                .description(
+                    "MQTT 5, with `clean_session: false`: how long, in seconds, the broker keeps "
+                    "the session and queues messages after Sluice disconnects; 4294967295 keeps it "
+                    "forever. Ignored with MQTT 3.1.1, where the broker decides (mosquitto: "
+                    "`persistent_client_expiration`)."));
+    s.field(Field::enumeration("mqtt_version", {"3.1.1", "5"})
+                .default_value("5")
+                .description(
+                    "MQTT protocol version. 5 carries user properties (copied into headers), "
+                    "session expiry and reason codes in errors; use 3.1.1 for brokers that do not "
+                    "speak 5."));
+    s.field(
+        Field::integer("keepalive_s")
+            .default_value("30")
+            .range(0, 65535)
+            .advanced()
+            .description("Seconds between keep-alive pings when nothing else is sent; a connection "
+                         "silent for 1.5 times this is considered dead. 0 disables keep-alive."));
+    s.field(Field::integer("connect_timeout_s")
+                .default_value("10")
+                .range(1, 3600)
+                .advanced()
+                .description("Seconds to wait for one url to accept the connection (TCP, TLS and "
+                             "the broker's CONNACK) before the attempt counts as failed."));
+    s.field(Field::integer("reconnect_min_ms")
+                .default_value("500")
+                .range(10, 3600000)
+                .advanced()
+                .description(
+                    "Delay before the first retry after a failed connect or a lost connection; "
+                    "it doubles with every further failure, up to `reconnect_max_ms`."));
+    s.field(Field::integer("reconnect_max_ms")
+                .default_value("30000")
+                .range(10, 3600000)
+                .advanced()
+                .description("Longest delay between two connect attempts."));
+    s.field(Field::string("username").description("User name sent to the broker."));
+    s.field(Field::string("password")
+                .secret()
+                .example("${MQTT_PASSWORD}")
+                .description("Password sent to the broker; never logged. Keep it out of the "
+                             "manifest with `${MQTT_PASSWORD}`."));
+    s.field(Field::string("ca_file")
+                .example("/etc/sluice/mqtt-ca.pem")
+                .description(
+                    "PEM file with the CA certificate(s) that signed the broker's certificate, "
+                    "for `ssl://` urls. Without it the system's trusted CAs are used."));
+    s.field(Field::string("cert_file")
+                .description("PEM client certificate for brokers that require one (mutual TLS); "
+                             "needs `key_file`."));
+    s.field(Field::string("key_file").description("PEM private key (unencrypted) of `cert_file`."));
+    s.field(Field::boolean("verify").default_value("true").description(
+        "Verify that the broker's certificate is signed by a trusted CA and issued for "
+        "the host name in the url. Turn it off only for tests: without it anyone "
+        "between Sluice and the broker can pose as the broker."));
+    s.field(Field::boolean("metadata_headers")
+                .default_value("true")
+                .description(
+                    "Add the headers `mqtt.topic` (the MQTT topic), `mqtt.qos` (`0`, `1` or `2`) "
+                    "and `mqtt.retain` (`true` or `false`) after the message's MQTT 5 user "
+                    "properties."));
+    return s;
+}
+
+void MqttSource::validate(const sdk::Config& config, sdk::Diagnostics& diag) {
+    mqtt_source::check_settings(config, diag);
+}
+
+MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
+    : settings_(mqtt_source::read_settings(config, mqtt_source::local_hostname())), host_(host) {
+    for (const auto& [key, file] :
+         {std::pair{"ca_file", &settings_.ca_file}, std::pair{"cert_file", &settings_.cert_file},
+          std::pair{"key_file", &settings_.key_file}}) {
+        if (!file->empty() && !std::ifstream(*file)) {
+            throw sdk::ConfigError(key, "cannot read '" + *file + "'");
+        }
+    }
+    const bool v5 = settings_.version == mqtt_source::ProtocolVersion::v5;
+
+    // No persistence object: paho keeps its in-flight state in memory and writes no files into
+    // the working directory. Created before the options: paho.mqtt.c's allocation tracking
+    // (Heap.c) is set up by the first client, and properties built while no client exists are
+    // never freed (about 500 bytes each).
+    client_ = std::make_unique<::mqtt::async_client>(
+        settings_.urls.front(), settings_.client_id,
+        ::mqtt::create_options(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1),
+        static_cast<::mqtt::iclient_persistence*>(nullptr));
+    // Built in place and only ever copied from: paho.mqtt.cpp 1.2's copy and move leave the
+    // C struct's connectProperties pointing at the source object's properties, so the source
+    // must outlive every copy (a moved-from temporary crashed MQTTAsync_connect).
+    ::mqtt::connect_options& o = connect_options_;
+    o.set_mqtt_version(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    if (v5) {
+        o.set_clean_start(settings_.clean_session);
+        // Without a Session Expiry Interval an MQTT 5 session ends at disconnect, which would
+        // make clean_session: false mean nothing.
+        const std::uint32_t expiry = settings_.clean_session ? 0 : settings_.session_expiry_s;
+        o.set_properties(::mqtt::properties{
+            {::mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<std::int32_t>(expiry)}});
+    } else {
+        o.set_clean_session(settings_.clean_session);
+    }
+    o.set_keep_alive_interval(settings_.keepalive_s);
+    o.set_connect_timeout(settings_.connect_timeout_s);
+    o.set_automatic_reconnect(false);
+    if (settings_.urls.size() > 1) o.set_servers(::mqtt::string_collection::create(settings_.urls));
+    if (!settings_.username.empty()) o.set_user_name(settings_.username);
+    if (settings_.has_password) o.set_password(settings_.password);
+    if (settings_.uses_tls()) {
+        // No error handler: paho.mqtt.cpp 1.2 hands paho.mqtt.c a context pointer into the
+        // connect_options copy that connect() takes by value, which is gone by the time the
+        // TLS handshake reports an error.
+        ::mqtt::ssl_options ssl;
+        if (!settings_.ca_file.empty()) ssl.set_trust_store(settings_.ca_file);
+        if (!settings_.cert_file.empty()) {
+            ssl.set_key_store(settings_.cert_file);
+            ssl.set_private_key(settings_.key_file);
+        }
+        ssl.set_enable_server_cert_auth(settings_.verify);
+        ssl.set_verify(settings_.verify);
+        o.set_ssl(ssl);
+    }
+
+    // Handlers go in before the first connect: a resumed session delivers its queued messages
+    // right after CONNACK.
+    client_->set_message_callback(
+        [this](::mqtt::const_message_ptr message) { on_message(message); });
+    client_->set_connection_lost_handler(
+        [this](const std::string& cause) { on_connection_lost(cause); });
+    client_->set_disconnected_handler([this](const ::mqtt::properties&, ::mqtt::ReasonCode code) {
+        std::string why = "the broker closed the connection: " + reason_text(code);
+        if (code == ::mqtt::ReasonCode::SESSION_TAKEN_OVER) {
+            why += " (another client connected with client id '" + settings_.client_id +
+                   "'; give every route and process its own client_id)";
+        }
+        on_connection_lost(why);
+    });
+}
+
+MqttSource::~MqttSource() {
+    stop(milliseconds(1000));
+    // The connect properties go while the client still exists (see the constructor).
+    connect_options_ = ::mqtt::connect_options();
+    // paho's threads call into this object until the client is gone.
+    client_.reset();
+}
+
+void MqttSource::start(sdk::Emitter out) {
+    {
+        std::lock_guard lock(emit_mu_);
+        out_ = out;
+        accepting_ = true;
+    }
+    std::string topics;
+    for (const auto& t : settings_.topics) topics += (topics.empty() ? "" : ", ") + t;
+    host_.info("connecting to " + settings_.url_list() + " as client id '" + settings_.client_id +
+               "'" + (settings_.client_id_derived ? " (default)" : "") + ", MQTT " +
+               (settings_.version == mqtt_source::ProtocolVersion::v5 ? "5" : "3.1.1") +
+               (settings_.clean_session ? ", clean session" : ", persistent session") +
+               ", topics " + topics + " at QoS " + std::to_string(settings_.qos));
+    started_ = true;
+    thread_ = std::thread([this] { run(); });
+}
+
+void MqttSource::stop(milliseconds deadline) {
+    const auto until = Clock::now() + deadline;
+    {
+        std::lock_guard lock(mu_);
+        if (stopping_) return;
+        stopping_ = true;
+    }
+    stop_requested_ = true;
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    if (!started_) return;
+
+    // Disconnect before refusing messages: paho has acknowledged every message it hands to the
+    // callback, so one refused now would be lost. Once the disconnect completes nothing more
+    // arrives. MQTT 5: the DISCONNECT carries no Session Expiry Interval, so the one given at
+    // connect applies and the broker keeps the session.
+    try {
+        const auto remaining = std::max(
+            std::chrono::duration_cast<milliseconds>(until - Clock::now()), milliseconds(0));
+        auto token = client_->disconnect(::mqtt::disconnect_options(0));
+        token->wait_for(remaining);
+    } catch (const ::mqtt::exception& e) {
+        // Not connected (broker down, connect in progress): nothing to close.
+        host_.debug("disconnect: " + describe(e));
+    }
+
+    std::unique_lock lock(emit_mu_, std::defer_lock);
+    if (lock.try_lock_until(until)) {
+        accepting_ = false;
+        out_.reset();
+        lock.unlock();
+    } else {
+        // A callback is still inside emit(); the host unblocks it while stopping the route.
+        accepting_ = false;
+        host_.warn("stop: a message hand-over was still in progress at the deadline");
+    }
+    std::string summary = "stopped after " + std::to_string(received_.load()) + " messages";
+    if (const auto d = dropped_.load(); d > 0) {
+        summary += "; " + std::to_string(d) + " were not taken by the route and are lost";
+    }
+    host_.info(summary);
+}
+
+void MqttSource::run() {
+    auto backoff = settings_.reconnect_min;
+    std::string last_failure;
+    while (!stop_requested_) {
+        {
+            std::lock_guard lock(mu_);
+            lost_ = false;
+            lost_reason_.clear();
+        }
+        bool session_present = false;
+        std::string server;
+        const std::string failure = connect_once(session_present, server);
+        if (stop_requested_) break;
+        if (!failure.empty()) {
+            const std::string message =
+                "cannot connect to " + settings_.url_list() + ": " + failure;
+            if (message != last_failure) {
+                host_.warn(message + " (retrying with back-off up to " +
+                           millis(settings_.reconnect_max) + ")");
+            } else {
+                host_.debug(message);
+            }
+            last_failure = message;
+            host_.report_state(sdk::Status::retry, message);
+            if (!pause(backoff)) break;
+            backoff = std::min(backoff * 2, settings_.reconnect_max);
+            continue;
+        }
+        last_failure.clear();
+        const auto connected_at = Clock::now();
+        host_.info("connected to " + server + " (" +
+                   (session_present ? "session resumed" : "new session") + ")");
+        const Subscription sub = subscribe_all(session_present);
+        if (stop_requested_) break;
+        if (sub.error.empty()) {
+            host_.info("subscribed to " + std::to_string(settings_.topics.size()) +
+                       " topic filter(s); receiving");
+            host_.report_state(sdk::Status::ok);
+        } else {
+            host_.error(sub.error);
+            host_.report_state(sdk::Status::retry, sub.error);
+            if (sub.reconnect) {
+                try {
+                    client_->disconnect(::mqtt::disconnect_options(0))->wait_for(kWaitSlice * 20);
+                } catch (const ::mqtt::exception&) {
+                }
+                std::lock_guard lock(mu_);
+                lost_ = true;
+                lost_reason_ = sub.error;
+            }
+        }
+
+        std::string cause;
+        {
+            std::unique_lock lock(mu_);
+            cv_.wait(lock, [this] { return stopping_ || lost_; });
+            if (stopping_) break;
+            cause = lost_reason_;
+        }
+        const std::string message = "connection to " + server + " lost: " + cause;
+        host_.warn(message + "; reconnecting");
+        host_.report_state(sdk::Status::retry, message);
+        if (Clock::now() - connected_at >= kStableConnection) backoff = settings_.reconnect_min;
+        if (!pause(backoff)) break;
+        backoff = std::min(backoff * 2, settings_.reconnect_max);
+    }
+}
+
+std::string MqttSource::connect_once(bool& session_present, std::string& server) {
+    try {
+        auto token = client_->connect(connect_options_);
+        // paho enforces connect_timeout_s per url; this only guards against a hang.
+        const auto limit = std::chrono::seconds(settings_.connect_timeout_s) *
+                               static_cast<int>(settings_.urls.size()) +
+                           std::chrono::seconds(5);
+        if (!wait(token, std::chrono::duration_cast<milliseconds>(limit))) {
+            if (stop_requested_) return "stopping";
+            try {
+                client_->disconnect(::mqtt::disconnect_options(0));
+            } catch (const ::mqtt::exception&) {
+            }
+            return "no answer within " + millis(std::chrono::duration_cast<milliseconds>(limit));
+        }
+        const auto response = token->get_connect_response();
+        session_present = response.is_session_present();
+        server = response.get_server_uri();
+        if (server.empty()) server = settings_.urls.front();
+        return {};
+    } catch (const ::mqtt::exception& e) {
+        std::string why = describe(e);
+        if (settings_.uses_tls() && e.get_return_code() == MQTTASYNC_FAILURE) {
+            why +=
+                " (for ssl:// check ca_file, that the certificate is issued for the host "
+                "name in the url, and cert_file/key_file if the broker wants a client "
+                "certificate)";
+        }
+        return why;
+    }
+}
+
+MqttSource::Subscription MqttSource::subscribe_all(bool session_present) {
+    const bool v5 = settings_.version == mqtt_source::ProtocolVersion::v5;
+    if (session_present && !settings_.clean_session && !v5) {
+        // Re-subscribing would make an MQTT 3.1.1 broker replay every retained message.
+        host_.debug("session resumed: the broker kept the subscriptions");
+        return {};
+    }
+    // Retained messages only for a subscription the session did not have yet: subscribing
+    // again on every connect then replays nothing, and topics added to the manifest take effect
+    // on a resumed session too. One SUBSCRIBE per filter, all sent before the first wait:
+    // paho.mqtt.cpp 1.2 crashes in MQTTAsync_subscribeMany with MQTT 5 options for several
+    // filters.
+    const ::mqtt::subscribe_options options =
+        v5 ? ::mqtt::subscribe_options(false, false,
+                                       ::mqtt::subscribe_options::SEND_RETAINED_ON_NEW)
+           : ::mqtt::subscribe_options();
+    std::vector<::mqtt::token_ptr> tokens;
+    try {
+        for (const auto& topic : settings_.topics) {
+            tokens.push_back(client_->subscribe(topic, settings_.qos, options));
+        }
+    } catch (const ::mqtt::exception& e) {
+        return {"subscribe failed: " + describe(e), true};
+    }
+    const auto limit = std::chrono::seconds(settings_.connect_timeout_s);
+    std::string refused;
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        const std::string& topic = settings_.topics[i];
+        try {
+            if (!wait(tokens[i], limit)) {
+                if (stop_requested_) return {};
+                return {"the broker did not answer the subscription to '" + topic + "' within " +
+                            millis(limit),
+                        true};
+            }
+            const int code = tokens[i]->get_reason_code();
+            if (code == ::mqtt::MQTTPP_V3_CODE) continue;  // paho's "no reason code" marker
+            if (code >= 0x80) {
+                refused +=
+                    (refused.empty() ? "'" : ", '") + topic + "' (" + reason_text(code) + ")";
+            } else if (code < settings_.qos) {
+                host_.info("the broker granted QoS " + std::to_string(code) + " for '" + topic +
+                           "'");
+            }
+        } catch (const ::mqtt::exception& e) {
+            if (!client_->is_connected()) return {"subscribe failed: " + describe(e), true};
+            refused += (refused.empty() ? "'" : ", '") + topic + "' (" + describe(e) + ")";
+        }
+    }
+    if (!refused.empty()) return {"the broker refused the subscription to " + refused, false};
+    host_.debug("subscribed to " + std::to_string(tokens.size()) + " filter(s)");
+    return {};
+}
+
+bool MqttSource::wait(const ::mqtt::token_ptr& token, milliseconds limit) {
+    const auto until = Clock::now() + limit;
+    while (!stop_requested_) {
+        if (token->wait_for(kWaitSlice)) return true;
+        if (Clock::now() >= until) return false;
+    }
+    return false;
+}
+
+bool MqttSource::pause(milliseconds d) {
+    std::unique_lock lock(mu_);
+    return !cv_.wait_for(lock, d, [this] { return stopping_; });
+}
+
+void MqttSource::on_connection_lost(const std::string& cause) {
+    {
+        std::lock_guard lock(mu_);
+        // The broker's DISCONNECT reason (MQTT 5) says more than paho's generic cause that
+        // follows it.
+        if (!lost_ || lost_reason_.empty()) {
+            lost_reason_ = cause.empty() ? "connection closed" : cause;
+        }
+        lost_ = true;
+    }
+    cv_.notify_all();
+}
+
+void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {
+    if (!message) return;
+    std::lock_guard lock(emit_mu_);
+    const std::string& topic = message->get_topic();
+    if (!accepting_ || !out_) {
+        report_drop(sdk::Status::fatal, topic);
+        return;
+    }
+    const std::string& payload = message->get_payload();
+    const int qos = std::clamp(message->get_qos(), 0, 2);
+    const bool retained = message->is_retained();
+
+    headers_.clear();
+    const MQTTProperties& props = message->get_properties().c_struct();
+    for (int i = 0; i < props.count; ++i) {
+        const MQTTProperty& p = props.array[i];
+        if (p.identifier != MQTTPROPERTY_CODE_USER_PROPERTY) continue;
+        headers_.push_back({p.value.data.data, static_cast<std::size_t>(p.value.data.len),
+                            p.value.value.data, static_cast<std::size_t>(p.value.value.len)});
+    }
+    if (settings_.metadata_headers) {
+        const std::string_view retain = retained ? "true" : "false";
+        headers_.push_back({kHeaderTopic.data(), kHeaderTopic.size(), topic.data(), topic.size()});
+        headers_.push_back({kHeaderQos.data(), kHeaderQos.size(), kQosText[qos].data(), 1});
+        headers_.push_back(
+            {kHeaderRetain.data(), kHeaderRetain.size(), retain.data(), retain.size()});
+    }
+
+    sluice_message m{};
+    m.struct_size = sizeof m;
+    m.flags = (retained ? SLUICE_MESSAGE_RETAIN : 0u) |
+              (message->is_duplicate() ? SLUICE_MESSAGE_DUP : 0u);
+    m.topic = topic.data();
+    m.topic_len = topic.size();
+    m.payload = payload.data();
+    m.payload_len = payload.size();
+    m.headers = headers_.empty() ? nullptr : headers_.data();
+    m.n_headers = headers_.size();
+    m.timestamp_ms = std::chrono::duration_cast<milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    m.qos = static_cast<std::uint32_t>(qos);
+    const sdk::Status status = out_->emit(m);
+    if (status == sdk::Status::ok) {
+        received_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        report_drop(status, topic);
+    }
+}
+
+void MqttSource::report_drop(sdk::Status status, const std::string& topic) {
+    const std::uint64_t total = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (status == sdk::Status::fatal) {
+        // The route is stopping; its own summary says what was left.
+        host_.debug("route stopping: message on '" + topic + "' dropped");
+        return;
+    }
+    const auto now = Clock::now();
+    if (dropped_logged_ != 0 && now - last_drop_log_ < kDropLogInterval) return;
+    const std::string why = status == sdk::Status::retry
+                                ? "the route's queue is full (when_full: drop_newest)"
+                                : "the route refused it (e.g. larger than max_payload_bytes)";
+    host_.warn("message on '" + topic + "' dropped: " + why + "; " + std::to_string(total) +
+               " dropped so far. The broker already has its acknowledgement.");
+    dropped_logged_ = total;
+    last_drop_log_ = now;
+}
+
+}  // namespace sluice::plugins
+
+SLUICE_MODULE("sluice-mqtt-source", sluice::plugins::MqttSource)

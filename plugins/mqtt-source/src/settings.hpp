@@ -1,0 +1,53 @@
+// The validated options of one mqtt-source instance, and the cross-field rules that the config
+// spec cannot express (shared by validate(), which reports every problem, and the constructor).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <sluice/sdk.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice::plugins::mqtt_source {
+
+enum class ProtocolVersion { v3_1_1, v5 };
+
+struct Settings {
+    std::vector<std::string> urls;
+    std::vector<std::string> topics;
+    int qos = 1;
+    std::string client_id;
+    bool client_id_derived = false;  // true when client_id was not configured
+    bool clean_session = false;
+    std::uint32_t session_expiry_s = 86400;
+    ProtocolVersion version = ProtocolVersion::v5;
+    int keepalive_s = 30;
+    int connect_timeout_s = 10;
+    std::chrono::milliseconds reconnect_min{500};
+    std::chrono::milliseconds reconnect_max{30000};
+    std::string username;
+    std::string password;
+    bool has_password = false;
+    std::string ca_file;
+    std::string cert_file;
+    std::string key_file;
+    bool verify = true;
+    bool metadata_headers = true;
+
+    bool uses_tls() const;
+    /// The urls joined with ", ", for messages.
+    std::string url_list() const;
+};
+
+/// Returns "" when `url` is `tcp://host:port` or `ssl://host:port`, else why it is not.
+std::string url_error(std::string_view url);
+
+/// Reports every cross-field problem of a configuration to `diag`.
+void check_settings(const sdk::Config& config, sdk::Diagnostics& diag);
+
+/// Reads the options; `hostname` feeds the default client id. Throws sdk::ConfigError for a
+/// value that check_settings() would have reported.
+Settings read_settings(const sdk::Config& config, std::string_view hostname);
+
+}  // namespace sluice::plugins::mqtt_source
