@@ -1,8 +1,9 @@
-// `sluice`: the daemon and its CLI (run, check, plugins list|describe, version).
+// `sluice`: the daemon and its CLI (run, check, plugins list|describe|new, version).
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/plugin_docs.hpp"
 #include "sluice/core/plugin_registry.hpp"
+#include "sluice/core/scaffold.hpp"
 #include "sluice/core/supervisor.hpp"
 
 namespace fs = std::filesystem;
@@ -32,6 +34,8 @@ Usage:
   sluice check [options]               validate config and manifests, start nothing
   sluice plugins list [options]        list the plugins found
   sluice plugins describe <id> [--format text|markdown|json]
+  sluice plugins new <id> --kind source|transform|sink [--dir PATH]
+                                       write a plugin project (default PATH: ./<id>)
   sluice version
 
 Options (run, check, plugins):
@@ -56,6 +60,8 @@ struct Options {
     std::string log_level;
     std::string log_format;
     std::string format = "text";
+    std::string kind;  // plugins new
+    std::optional<fs::path> dir;  // plugins new
     bool help = false;
 };
 
@@ -101,6 +107,14 @@ std::optional<Options> parse_args(int argc, char** argv, std::string& error) {
             auto v = value("--format");
             if (!v) return std::nullopt;
             o.format = *v;
+        } else if (a == "--kind") {
+            auto v = value("--kind");
+            if (!v) return std::nullopt;
+            o.kind = *v;
+        } else if (a == "--dir") {
+            auto v = value("--dir");
+            if (!v) return std::nullopt;
+            o.dir = fs::path(*v);
         } else if (a.starts_with("-")) {
             error = "unknown option '" + a + "'";
             return std::nullopt;
@@ -133,9 +147,19 @@ std::vector<fs::path> default_plugin_dirs() {
         }
     }
     const fs::path here = self_dir();
-    for (const auto& candidate : {here / "plugins", here / ".." / "lib" / "sluice" / "plugins"}) {
+    std::vector<fs::path> candidates = {here / "plugins",
+                                        here / ".." / "lib" / "sluice" / "plugins"};
+#ifdef SLUICE_INSTALL_PLUGIN_DIR_FROM_BINDIR
+    // Where `cmake --install` put the plugins, relative to this binary: differs from the
+    // above when the install's libdir is not "lib" (e.g. lib/x86_64-linux-gnu on Debian).
+    candidates.push_back(here / SLUICE_INSTALL_PLUGIN_DIR_FROM_BINDIR);
+#endif
+    for (const auto& candidate : candidates) {
         std::error_code ec;
-        if (fs::is_directory(candidate, ec)) dirs.push_back(candidate.lexically_normal());
+        const auto dir = candidate.lexically_normal();
+        if (fs::is_directory(dir, ec) && std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) {
+            dirs.push_back(dir);
+        }
     }
     return dirs;
 }
@@ -164,12 +188,47 @@ void print_plugin_errors(const std::vector<std::string>& errors) {
     for (const auto& e : errors) std::cerr << "error: " << e << "\n";
 }
 
+// `sluice plugins new <id> --kind K [--dir PATH]`: the logic is in core/src/scaffold.cpp.
+int cmd_plugins_new(const Options& o) {
+    if (o.args.size() != 2) return usage_error("plugins new needs one plugin id");
+    const std::string& id = o.args[1];
+    if (const auto why = sluice::check_plugin_id(id); !why.empty()) {
+        return usage_error("invalid plugin id '" + id + "': " + why +
+                           " (kebab-case, e.g. my-sink)");
+    }
+    const auto kind = sluice::parse_kind(o.kind);
+    if (!kind) return usage_error("plugins new needs --kind source, transform or sink");
+    const fs::path dir = o.dir ? *o.dir : fs::path(id);
+    try {
+        const auto files = sluice::scaffold_plugin(id, *kind, dir);
+        std::cout << "created " << o.kind << " plugin '" << id << "' in " << dir.string() << ":\n";
+        for (const auto& f : files) std::cout << "  " << (dir / f).string() << "\n";
+        // An installed sluice sits in <prefix>/bin beside the SDK package: say where it is.
+        const fs::path prefix = self_dir().parent_path();
+        const std::string prefix_hint =
+            fs::exists(prefix / "include" / "sluice" / "sdk.hpp")
+                ? " -DCMAKE_PREFIX_PATH=" + prefix.string()
+                : " -DCMAKE_PREFIX_PATH=<Sluice install prefix>";
+        std::cout << "next:\n  cmake -S " << dir.string() << " -B " << (dir / "build").string()
+                  << prefix_hint << "\n  cmake --build " << (dir / "build").string()
+                  << "\n  ctest --test-dir " << (dir / "build").string()
+                  << "\n  sluice plugins list --plugins " << (dir / "build" / "plugins").string()
+                  << "\n";
+    } catch (const sluice::ScaffoldError& e) {
+        std::cerr << "sluice: " << e.what() << "\n";
+        return kExitInvalid;
+    }
+    return kExitOk;
+}
+
 int cmd_plugins(const Options& o) {
     if (o.help || o.args.empty()) {
         std::cout << "Usage:\n  sluice plugins list [--plugins DIR]... [-c FILE]\n"
-                     "  sluice plugins describe <id> [--format text|markdown|json]\n";
+                     "  sluice plugins describe <id> [--format text|markdown|json]\n"
+                     "  sluice plugins new <id> --kind source|transform|sink [--dir PATH]\n";
         return o.help ? kExitOk : kExitUsage;
     }
+    if (o.args[0] == "new") return cmd_plugins_new(o);
     sluice::Diagnostics diag;
     const auto host = resolve_config(o, diag);
     if (!diag.empty()) {
