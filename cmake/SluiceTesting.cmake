@@ -13,5 +13,11 @@ function(sluice_add_test name)
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE sluice_catch_main ${ARG_LINK})
   sluice_enable_warnings(${name})
-  catch_discover_tests(${name} PROPERTIES LABELS "unit;${ARG_LABELS}")
+  # One label per test: Catch2 v2's discovery passes PROPERTIES through a -D argument, where a
+  # list would be split into bogus properties.
+  set(label unit)
+  if(ARG_LABELS)
+    list(GET ARG_LABELS 0 label)
+  endif()
+  catch_discover_tests(${name} PROPERTIES LABELS ${label})
 endfunction()

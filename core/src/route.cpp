@@ -148,7 +148,7 @@ sluice_status Route::on_emit(const sluice_message& in) {
             return SLUICE_OK;
         case RouteQueue::Push::dropped:
             counters_.dropped_full.fetch_add(1, std::memory_order_relaxed);
-            return SLUICE_RETRY;
+            return SLUICE_ERROR;
         case RouteQueue::Push::closed:
             break;
     }

@@ -183,8 +183,10 @@ typedef struct sluice_emitter {
      *  `start` and the return of `stop`; calls may come from several threads. May block: yes,
      *  while the route's queue is full and its `when_full` policy is `block`.
      *  Transforms: one output message. THREAD: the route's thread, during `process` only.
-     *  Returns SLUICE_OK when taken; SLUICE_RETRY when not taken (queue full and the route's
-     *  policy says so; emit again later); SLUICE_FATAL when the route is stopping. */
+     *  Returns SLUICE_OK when taken; SLUICE_ERROR when refused and counted as dropped by the
+     *  route (`when_full: drop_newest` with a full queue, or over `max_payload_bytes`): do not
+     *  emit it again; SLUICE_RETRY when not taken for now (emit again later);
+     *  SLUICE_FATAL when the route is stopping. */
     sluice_status (*emit)(void* ctx, const sluice_message* message);
     /** Transforms and sinks, during `process`: message `index` of the input batch failed.
      *  `status` SLUICE_ERROR hands it to the route's error policy (default: drop, counted and
@@ -256,8 +258,8 @@ typedef struct sluice_plugin_descriptor {
      *  The whole-batch status means: RETRY the same batch after back-off, ERROR every message
      *  to the error policy, FATAL fail the route.
      *  THREAD: the route's thread, never two calls at once for one instance.
-     *  May block: yes, a sink waits for its destination, but must return within the route's
-     *  `stage_timeout_ms` (hung stages fail the route). */
+     *  May block: yes, a sink waits for its destination, but must bound the wait itself
+     *  (e.g. a delivery timeout option): a call that never returns holds its route (only). */
     sluice_status (*process)(void* instance, const sluice_batch* batch, const sluice_emitter* out,
                              sluice_error* error);
 

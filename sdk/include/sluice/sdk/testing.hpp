@@ -50,9 +50,8 @@ public:
             if (it != values.end()) {
                 add(f.name, f.type, it->second);
                 values.erase(it);
-            } else if (f.default_value != nullptr && f.type != SLUICE_FIELD_LIST &&
-                       f.type != SLUICE_FIELD_MAP && f.type != SLUICE_FIELD_TEMPLATE_MAP) {
-                add(f.name, f.type, Value(f.default_value));
+            } else if (f.default_value != nullptr) {
+                add(f.name, f.type, default_of(f));
             }
         }
         if (!values.empty()) {
@@ -67,6 +66,48 @@ public:
     const sluice_config* get() const { return &config_; }
 
 private:
+    // Scalar defaults are literal text; list and map defaults are YAML flow collections
+    // ("[a, b]", "{k: v}"), of which the flat forms specs use are understood here.
+    static Value default_of(const sluice_field_spec& f) {
+        const std::string text = f.default_value;
+        if (f.type != SLUICE_FIELD_LIST && f.type != SLUICE_FIELD_MAP &&
+            f.type != SLUICE_FIELD_TEMPLATE_MAP) {
+            return Value(text);
+        }
+        const auto trim = [](std::string s) {
+            const auto b = s.find_first_not_of(" \t");
+            const auto e = s.find_last_not_of(" \t");
+            s = b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+            if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) {
+                s = s.substr(1, s.size() - 2);
+            }
+            return s;
+        };
+        std::vector<std::string> parts;
+        const std::string inner = text.size() >= 2 ? text.substr(1, text.size() - 2) : "";
+        std::size_t start = 0;
+        while (start < inner.size()) {
+            const auto comma = inner.find(',', start);
+            parts.push_back(trim(inner.substr(start, comma - start)));
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
+        std::erase_if(parts, [](const std::string& p) { return p.empty(); });
+        if (f.type == SLUICE_FIELD_LIST) {
+            Value v("");
+            v.items = parts;
+            v.kind = Value::Kind::list;
+            return v;
+        }
+        std::vector<std::pair<std::string, std::string>> m;
+        for (const auto& p : parts) {
+            const auto colon = p.find(':');
+            m.emplace_back(trim(p.substr(0, colon)),
+                           colon == std::string::npos ? "" : trim(p.substr(colon + 1)));
+        }
+        return Value::of_map(std::move(m));
+    }
+
     struct Stored {
         std::string key;
         uint32_t type;
