@@ -1,7 +1,7 @@
 # Entry points for people and CI. Everything below installs what it needs first.
-#   make demo   - the occupancy demo, end to end, on embedded defaults
+#   make demo   - the occupancy demo: data set -> MQTT -> sluice -> Kafka, end to end
 #   make test   - build (debug and ASan+UBSan) and run the whole test suite
-.PHONY: deps build build-asan build-release test test-dev test-asan demo demo-file docs clean
+.PHONY: deps build build-asan build-release test test-dev test-asan demo demo-file demo-device bench docs clean
 
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_FLAGS := -DSLUICE_WERROR=$(WERROR)
@@ -32,7 +32,12 @@ test: test-dev test-asan
 demo-file: build-release
 	bash tools/demo/file-demo.sh build/release
 
-demo: demo-file
+demo: build-release
+	bash tools/demo/occupancy-demo.sh build/release
+
+# The simulated ESP8266 tank sensors through sluice into Kafka (needs the firmware: dev build).
+demo-device: build
+	bash tools/demo/device-demo.sh build/dev
 
 # Regenerates each shipped plugin's README.md from its config spec.
 docs: build
