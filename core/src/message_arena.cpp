@@ -33,6 +33,24 @@ void MessageArena::append(const sluice_message& m) {
     entries_.push_back(e);
 }
 
+sluice_message MessageArena::view_of(const Entry& e, const char* base,
+                                     const sluice_header* headers) {
+    sluice_message m{};
+    m.struct_size = sizeof m;
+    m.flags = e.flags;
+    m.topic = base + e.topic.offset;
+    m.topic_len = e.topic.size;
+    m.key = e.has_key ? base + e.key.offset : nullptr;
+    m.key_len = e.key.size;
+    m.payload = base + e.payload.offset;
+    m.payload_len = e.payload.size;
+    m.headers = e.n_headers ? headers : nullptr;
+    m.n_headers = e.n_headers;
+    m.timestamp_ms = e.timestamp_ms;
+    m.qos = e.qos;
+    return m;
+}
+
 void MessageArena::append_from(const MessageArena& other, std::size_t index) {
     // Through a view built on the fly: `other` may be const and its views stale.
     const Entry& e = other.entries_[index];
@@ -42,20 +60,7 @@ void MessageArena::append_from(const MessageArena& other, std::size_t index) {
         const auto& [k, v] = other.headers_[e.first_header + i];
         hs.push_back({base + k.offset, k.size, base + v.offset, v.size});
     }
-    sluice_message m{};
-    m.struct_size = sizeof m;
-    m.topic = base + e.topic.offset;
-    m.topic_len = e.topic.size;
-    m.key = e.has_key ? base + e.key.offset : nullptr;
-    m.key_len = e.key.size;
-    m.payload = base + e.payload.offset;
-    m.payload_len = e.payload.size;
-    m.headers = hs.empty() ? nullptr : hs.data();
-    m.n_headers = hs.size();
-    m.timestamp_ms = e.timestamp_ms;
-    m.qos = e.qos;
-    m.flags = e.flags;
-    append(m);
+    append(view_of(e, base, hs.data()));
 }
 
 void MessageArena::clear() {
@@ -84,19 +89,7 @@ void MessageArena::build_views() {
     views_.resize(entries_.size());
     for (std::size_t i = 0; i < entries_.size(); ++i) {
         const Entry& e = entries_[i];
-        sluice_message& m = views_[i];
-        m.struct_size = sizeof m;
-        m.flags = e.flags;
-        m.topic = base + e.topic.offset;
-        m.topic_len = e.topic.size;
-        m.key = e.has_key ? base + e.key.offset : nullptr;
-        m.key_len = e.key.size;
-        m.payload = base + e.payload.offset;
-        m.payload_len = e.payload.size;
-        m.headers = e.n_headers ? &header_views_[e.first_header] : nullptr;
-        m.n_headers = e.n_headers;
-        m.timestamp_ms = e.timestamp_ms;
-        m.qos = e.qos;
+        views_[i] = view_of(e, base, header_views_.data() + e.first_header);
     }
     batch_ = {sizeof(sluice_batch), sizeof(sluice_message), views_.size(),
               views_.empty() ? nullptr : views_.data()};

@@ -72,7 +72,7 @@ int run(const sluice::devkafka::Options& options) {
     const std::string bootstraps = cluster.bootstraps();
     if (!options.bootstrap_file.empty()) {
         if (const auto err =
-                sluice::devkafka::write_file_atomically(options.bootstrap_file, bootstraps + "\n");
+                sluice::tools::write_file_atomically(options.bootstrap_file, bootstraps + "\n");
             !err.empty()) {
             log_line(err);
             return 1;

@@ -1,5 +1,7 @@
 #include "summary.hpp"
 
+#include "atomic_file.hpp"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -106,25 +108,7 @@ std::string write_summary_json(const Summary& summary, const std::string& path) 
     }
     json << (summary.topics.empty() ? "}\n" : "\n  }\n") << "}\n";
 
-    const std::string content = json.str();
-    const std::string tmp = path + ".tmp." + std::to_string(getpid());
-    std::FILE* file = std::fopen(tmp.c_str(), "w");
-    if (file == nullptr) {
-        return "cannot create '" + tmp + "': " + std::strerror(errno);
-    }
-    const bool written = std::fwrite(content.data(), 1, content.size(), file) == content.size();
-    const int write_errno = errno;
-    if (std::fclose(file) != 0 || !written) {
-        const int err = written ? errno : write_errno;
-        std::remove(tmp.c_str());
-        return "cannot write '" + tmp + "': " + std::strerror(err);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        std::remove(tmp.c_str());
-        return "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(err);
-    }
-    return {};
+    return tools::write_file_atomically(path, json.str());
 }
 
 }  // namespace sluice::replay

@@ -41,6 +41,7 @@ private:
         std::uint32_t qos = 0, flags = 0;
     };
     Span store(const void* data, std::size_t size);
+    static sluice_message view_of(const Entry& e, const char* base, const sluice_header* headers);
     void build_views();
 
     std::string bytes_;

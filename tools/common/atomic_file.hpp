@@ -3,10 +3,10 @@
 
 #include <string>
 
-namespace sluice::devkafka {
+namespace sluice::tools {
 
 // Writes `content` to a temporary file beside `path`, then renames it over `path`.
 // Returns an empty string on success, otherwise a message naming the file and the cause.
 std::string write_file_atomically(const std::string& path, const std::string& content);
 
-}  // namespace sluice::devkafka
+}  // namespace sluice::tools

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
-namespace sluice::devkafka {
+namespace sluice::tools {
 
 std::string write_file_atomically(const std::string& path, const std::string& content) {
     // The temporary sits in the same directory so that rename() cannot cross file systems.
@@ -30,4 +30,4 @@ std::string write_file_atomically(const std::string& path, const std::string& co
     return {};
 }
 
-}  // namespace sluice::devkafka
+}  // namespace sluice::tools
