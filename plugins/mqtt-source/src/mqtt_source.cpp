@@ -453,7 +453,7 @@ MqttSource::Subscription MqttSource::subscribe_all(bool session_present) {
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         const std::string& topic = settings_.topics[i];
         try {
-            if (!wait(tokens[i], limit)) {
+            if (!wait_while_receiving(tokens[i], limit)) {
                 if (stop_requested_) return {};
                 return {"the broker did not answer the subscription to '" + topic + "' within " +
                             millis(limit),
@@ -482,6 +482,23 @@ bool MqttSource::wait(const ::mqtt::token_ptr& token, milliseconds limit) {
     const auto until = Clock::now() + limit;
     while (!stop_requested_) {
         if (token->wait_for(kWaitSlice)) return true;
+        if (Clock::now() >= until) return false;
+    }
+    return false;
+}
+
+bool MqttSource::wait_while_receiving(const ::mqtt::token_ptr& token, milliseconds limit) {
+    // A broker resuming a session sends the queued backlog before the SUBACK; while messages
+    // keep arriving the connection is alive, so only time without any counts against `limit`.
+    // Treating a long backlog as a dead connection would reconnect and cause redeliveries.
+    auto until = Clock::now() + limit;
+    auto seen = received_.load();
+    while (!stop_requested_) {
+        if (token->wait_for(kWaitSlice)) return true;
+        if (const auto now_received = received_.load(); now_received != seen) {
+            seen = now_received;
+            until = Clock::now() + limit;
+        }
         if (Clock::now() >= until) return false;
     }
     return false;

@@ -54,6 +54,7 @@ private:
     // Waits for `token` in short slices so that stop() is never held up by a slow broker.
     // Returns false when stopping or when `limit` passed; rethrows paho's failure.
     bool wait(const mqtt::token_ptr& token, std::chrono::milliseconds limit);
+    bool wait_while_receiving(const mqtt::token_ptr& token, std::chrono::milliseconds limit);
     // Sleeps `d` unless stop() or a connection loss comes first; false when stopping.
     bool pause(std::chrono::milliseconds d);
     void on_message(const mqtt::const_message_ptr& message);

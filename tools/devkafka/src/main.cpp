@@ -9,6 +9,8 @@
 #include "mock_cluster.hpp"
 #include "options.hpp"
 
+extern "C" int sluice_devkafka_nagle;  // tcp_nodelay.c
+
 namespace {
 
 constexpr const char* kProgram = "sluice-devkafka";
@@ -91,6 +93,7 @@ int run(const sluice::devkafka::Options& options) {
 int main(int argc, char** argv) {
     std::string error;
     const auto options = sluice::devkafka::parse_options(argc, argv, error);
+    if (options) sluice_devkafka_nagle = options->nagle ? 1 : 0;
     if (!options) {
         std::cerr << kProgram << ": " << error << "\n" << sluice::devkafka::usage_text(kProgram);
         return 2;

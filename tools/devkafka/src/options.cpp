@@ -36,6 +36,9 @@ std::string usage_text(const char* program) {
            "                           (default 4, which is also what topics auto-created\n"
            "                           by clients get; librdkafka offers no way to change\n"
            "                           that)\n"
+           "  --nagle                  leave Nagle's algorithm on for accepted connections, as\n"
+           "                           librdkafka's mock does by itself (real brokers, and\n"
+           "                           this tool by default, set TCP_NODELAY)\n"
            "  --help                   show this help\n"
            "\n"
            "Signals: SIGUSR1 takes all brokers down, SIGUSR2 brings them up again.\n";
@@ -68,6 +71,8 @@ std::optional<Options> parse_options(int argc, char** argv, std::string& error) 
 
         if (arg == "--help" || arg == "-h") {
             options.help = true;
+        } else if (arg == "--nagle") {
+            options.nagle = true;
         } else if (arg == "--brokers") {
             const auto text = next_value();
             if (!text) {

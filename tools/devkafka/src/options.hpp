@@ -19,6 +19,7 @@ struct Options {
     int default_partitions = 4;
     std::string bootstrap_file;
     std::vector<TopicSpec> topics;
+    bool nagle = false;  // keep the mock's Nagle behaviour (see tcp_nodelay.c)
     bool help = false;
 };
 
