@@ -332,7 +332,8 @@ struct TestCertificates {
             "> ext.cnf && "
             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
             "-out server.pem -days 2 -extfile ext.cnf";
-        const int rc = std::system(("(" + script + ") > openssl.log 2>&1").c_str());
+        const int rc =
+            std::system(("(" + script + ") > '" + d + "/openssl.log' 2>&1").c_str());
         INFO("openssl failed; see " << d << "/openssl.log");
         REQUIRE(rc == 0);
     }
