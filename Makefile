@@ -39,6 +39,12 @@ demo: build-release
 demo-device: build
 	bash tools/demo/device-demo.sh build/dev
 
+# Benchmarks (figures, not tests): json-transform on one core, then MQTT -> sluice -> Kafka
+# backlog drain for 1 and 6 routes against a plain C subscriber. See docs/benchmarks.md.
+bench: build-release
+	build/release/tools/bench/sluice-bench-json-transform
+	/usr/bin/python3 tools/bench/e2e_bench.py --build build/release --repeat 3
+
 # Regenerates each shipped plugin's README.md from its config spec.
 docs: build
 	@for d in plugins/*/; do id=$$(basename $$d); \
