@@ -4,12 +4,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sluice/core/log.hpp"
@@ -181,6 +184,14 @@ sluice::HostConfig resolve_config(const Options& o, sluice::Diagnostics& diag) {
     if (!o.routes.empty()) host.route_paths = o.routes;
     if (!o.log_level.empty()) host.log_level = o.log_level;
     if (!o.log_format.empty()) host.log_format = o.log_format;
+    static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+    if (std::find(kLevels.begin(), kLevels.end(), host.log_level) == kLevels.end()) {
+        diag.add({"--log-level", 0, 0}, "",
+                 "'" + host.log_level + "' is not one of: trace, debug, info, warn, error");
+    }
+    if (host.log_format != "text" && host.log_format != "json") {
+        diag.add({"--log-format", 0, 0}, "", "'" + host.log_format + "' is not one of: text, json");
+    }
     return host;
 }
 
@@ -363,6 +374,23 @@ int cmd_run(const Options& o) {
                               std::to_string(loaded->routes.size()) + " route(s)");
     sluice::Supervisor supervisor;
     for (auto& r : loaded->routes) supervisor.start(std::move(r));
+    auto drain_all = [&] {
+        // Draining can take a while; a second SIGINT/SIGTERM meanwhile means "now".
+        std::atomic<bool> stopped{false};
+        std::thread stopper([&] {
+            supervisor.stop_all();
+            stopped = true;
+        });
+        const timespec slice{0, 100'000'000};
+        while (!stopped) {
+            const int again = sigtimedwait(&signals, nullptr, &slice);
+            if (again == SIGINT || again == SIGTERM) {
+                sluice::log::error("", "second signal: exiting without finishing the drain");
+                std::_Exit(kExitInvalid);
+            }
+        }
+        stopper.join();
+    };
 
     const timespec tick{0, 200'000'000};
     while (true) {
@@ -381,11 +409,19 @@ int cmd_run(const Options& o) {
             break;
         }
     }
-    supervisor.stop_all();
+    drain_all();
+    std::uint64_t undelivered = 0;
     for (const auto& s : supervisor.status()) {
         if (s.state == sluice::RouteState::failed) {
             sluice::log::warn("", "route " + s.name + " ended failed: " + s.reason);
         }
+        undelivered += s.undelivered;
+    }
+    if (undelivered > 0) {
+        // Exit non-zero so that service managers and scripts notice the loss.
+        sluice::log::error("", "stopped with " + std::to_string(undelivered) +
+                                   " messages not delivered");
+        return kExitInvalid;
     }
     sluice::log::info("", "stopped");
     return kExitOk;
@@ -394,6 +430,9 @@ int cmd_run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A log reader that goes away (a closed pipe on stderr) must not kill the process before
+    // it drains: write errors are enough.
+    std::signal(SIGPIPE, SIG_IGN);
     std::string error;
     const auto options = parse_args(argc, argv, error);
     if (!options) return usage_error(error);

@@ -374,7 +374,7 @@ const std::vector<sluice_field_spec>& route_option_fields() {
                "until it is fixed and reloaded.",
                0, 0, on_error),
         option("max_payload_bytes", SLUICE_FIELD_INT, "1048576",
-               "Larger payloads are rejected at the source and handed to `on_error`.", 1,
+               "Larger payloads are dropped at the source, counted as errors and logged.", 1,
                1024.0 * 1024 * 1024),
         option("batch_size", SLUICE_FIELD_INT, "500",
                "Most messages moved through the pipeline in one batch.", 1, 100000),

@@ -6,7 +6,7 @@
 namespace sluice {
 
 MessageArena::Span MessageArena::store(const void* data, std::size_t size) {
-    if (bytes_.size() + size > UINT32_MAX) throw std::length_error("message arena over 4 GiB");
+    if (size > UINT32_MAX - bytes_.size()) throw std::length_error("message arena over 4 GiB");
     Span s{static_cast<std::uint32_t>(bytes_.size()), static_cast<std::uint32_t>(size)};
     if (size > 0) bytes_.append(static_cast<const char*>(data), size);
     return s;

@@ -64,7 +64,10 @@ std::vector<std::string> PluginRegistry::load_directories(const std::vector<fs::
         if (fs::exists(dir / "plugin.yaml")) found.push_back(dir / "plugin.yaml");
         for (auto it = fs::recursive_directory_iterator(dir, ec);
              it != fs::recursive_directory_iterator(); it.increment(ec)) {
-            if (ec) break;
+            if (ec) {
+                errors.push_back(dir.string() + ": cannot search for plugins: " + ec.message());
+                break;
+            }
             if (it.depth() > 1) {
                 it.disable_recursion_pending();
                 continue;
@@ -83,12 +86,24 @@ std::vector<std::string> PluginRegistry::load_directories(const std::vector<fs::
 }
 
 std::string PluginRegistry::load_manifest(const fs::path& plugin_yaml) {
+    // One broken plugin directory must not take the others down with it.
+    try {
+        return load_manifest_checked(plugin_yaml);
+    } catch (const std::exception& e) {
+        return plugin_yaml.string() + ": cannot load plugin: " + e.what();
+    }
+}
+
+std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
     const std::string where = plugin_yaml.string();
     YAML::Node doc;
     try {
         doc = YAML::LoadFile(where);
     } catch (const YAML::Exception& e) {
         return where + ": malformed plugin.yaml: " + e.what();
+    }
+    if (!doc.IsMap()) {
+        return where + ": plugin.yaml must be a map with id, kind, version and library";
     }
     auto text = [&](const char* key) -> std::string {
         const auto n = doc[key];
@@ -196,6 +211,10 @@ std::string PluginRegistry::load_manifest(const fs::path& plugin_yaml) {
     }
     for (std::size_t i = 0; i < d.n_fields; ++i) {
         const sluice_field_spec* f = d.fields[i];
+        if (f == nullptr) {
+            return library_path.string() + ": option " + std::to_string(i) + " of '" + id +
+                   "' is NULL";
+        }
         sluice_field_spec copy{};
         std::memcpy(&copy, f, std::min<std::size_t>(f->struct_size, sizeof copy));
         if (copy.name == nullptr || copy.description == nullptr) {

@@ -35,6 +35,22 @@ struct StageCall {
     MessageArena* out = nullptr;
     std::vector<std::tuple<std::size_t, sluice_status, std::string>> rejects;
 
+    /// The first reject of each index inside the batch: a plugin that rejects a message
+    /// twice (or an index out of range) must not make it count or retry twice.
+    std::vector<std::tuple<std::size_t, sluice_status, std::string>> distinct_rejects(
+        std::size_t batch_size) const {
+        std::vector<bool> seen(batch_size, false);
+        std::vector<std::tuple<std::size_t, sluice_status, std::string>> distinct;
+        for (const auto& r : rejects) {
+            const std::size_t index = std::get<0>(r);
+            if (index < batch_size && !seen[index]) {
+                seen[index] = true;
+                distinct.push_back(r);
+            }
+        }
+        return distinct;
+    }
+
     sluice_emitter emitter() {
         sluice_emitter e{};
         e.struct_size = sizeof e;
@@ -42,12 +58,19 @@ struct StageCall {
         e.emit = [](void* ctx, const sluice_message* m) {
             auto* call = static_cast<StageCall*>(ctx);
             if (call->out == nullptr || m == nullptr) return SLUICE_ERROR;  // sinks do not emit
-            call->out->append(*m);
-            return SLUICE_OK;
+            try {
+                call->out->append(*m);
+                return SLUICE_OK;
+            } catch (const std::exception&) {  // nothing may unwind into plugin code
+                return SLUICE_ERROR;
+            }
         };
         e.reject = [](void* ctx, std::size_t index, sluice_status status, const char* reason) {
-            static_cast<StageCall*>(ctx)->rejects.emplace_back(index, status,
-                                                               reason ? reason : "rejected");
+            try {
+                static_cast<StageCall*>(ctx)->rejects.emplace_back(index, status,
+                                                                   reason ? reason : "rejected");
+            } catch (const std::exception&) {  // out of memory: the message counts as done
+            }
         };
         e.end_of_input = [](void*) {};
         return e;
@@ -85,6 +108,7 @@ void Route::request_stop() {
         if (stop_requested_) return;
         drain_deadline_ = Clock::now() + milliseconds(spec_.options.drain_timeout_ms);
         stop_requested_ = true;
+        wake_ = true;
     }
     queue_.wake();
     wait_cv_.notify_all();
@@ -116,7 +140,8 @@ RouteStatus Route::status() const {
             counters_.dropped_full.load(),
             counters_.retries.load(),
             counters_.restarts.load(),
-            queue_.size() + held_.load()};
+            queue_.size() + held_.load(),
+            counters_.undelivered.load()};
 }
 
 void Route::set_state(RouteState s, std::string reason) {
@@ -127,8 +152,12 @@ void Route::set_state(RouteState s, std::string reason) {
 }
 
 bool Route::wait_for(Clock::time_point until) {
+    // Woken once per event (a stop request, a FATAL report), not for as long as the event
+    // holds: a retry back-off while draining must still sleep, not spin.
     std::unique_lock lock(wait_mu_);
-    return !wait_cv_.wait_until(lock, until, [this] { return stopping(); });
+    const bool woken = wait_cv_.wait_until(lock, until, [this] { return wake_; });
+    wake_ = false;
+    return !woken;
 }
 
 sluice_status Route::on_emit(const sluice_message& in) {
@@ -142,7 +171,15 @@ sluice_status Route::on_emit(const sluice_message& in) {
     }
     sluice_message m = in;
     if (m.timestamp_ms == 0) m.timestamp_ms = now_ms();
-    switch (queue_.push(m)) {
+    RouteQueue::Push pushed;
+    try {
+        pushed = queue_.push(m);
+    } catch (const std::exception& e) {  // nothing may unwind into the plugin's thread
+        counters_.errors.fetch_add(1);
+        log::error("route " + spec_.name, std::string("cannot queue a message: ") + e.what());
+        return SLUICE_ERROR;
+    }
+    switch (pushed) {
         case RouteQueue::Push::ok:
             counters_.received.fetch_add(1, std::memory_order_relaxed);
             return SLUICE_OK;
@@ -167,6 +204,7 @@ void Route::on_report_state(const std::string& stage, sluice_status state, const
         (stage == spec_.source.label ? source_failed_ : downstream_failed_) = true;
         std::lock_guard lock(wait_mu_);
         fatal_reason_ = stage + ": " + (why.empty() ? "gave up" : why);
+        wake_ = true;
         wait_cv_.notify_all();
         queue_.wake();
         return;
@@ -319,13 +357,18 @@ void Route::handle_error(MessageArena& arena, std::size_t index, const std::stri
 }
 
 Route::Step Route::run_transforms() {
+    // The chain works in its own arenas and leaves ingress_ untouched until every transform
+    // succeeded: after a failure the restarted chain starts again from the original input,
+    // so no transform ever sees a message twice.
+    MessageArena* in = &ingress_;
     for (std::size_t i = 0; i < transforms_.size(); ++i) {
-        scratch_.clear();
+        MessageArena* out = in == &work_a_ ? &work_b_ : &work_a_;
+        out->clear();
         StageCall call;
-        call.out = &scratch_;
+        call.out = out;
         const sluice_emitter e = call.emitter();
         std::string err;
-        const auto s = transforms_[i]->process(ingress_.batch(), &e, err);
+        const auto s = transforms_[i]->process(in->batch(), &e, err);
         const std::string& label = spec_.transforms[i].label;
         if (s == SLUICE_FATAL) {
             fail(label, err);
@@ -338,25 +381,27 @@ Route::Step Route::run_transforms() {
                 fail(label, "on_error is stop: " + err);
                 return Step::halted;
             }
-            for (std::size_t j = 0; j < ingress_.size(); ++j) handle_error(ingress_, j, label, err);
+            for (std::size_t j = 0; j < in->size(); ++j) handle_error(*in, j, label, err);
             ingress_.clear();
             return Step::progressed;
         }
-        if (!call.rejects.empty() && stop_on_error) {
-            fail(label, "on_error is stop: " + std::get<2>(call.rejects.front()));
+        const auto rejects = call.distinct_rejects(in->size());
+        if (!rejects.empty() && stop_on_error) {
+            fail(label, "on_error is stop: " + std::get<2>(rejects.front()));
             return Step::halted;
         }
-        for (const auto& [index, status, reason] : call.rejects) {
-            if (index < ingress_.size()) handle_error(ingress_, index, label, reason);
+        for (const auto& [index, status, reason] : rejects) handle_error(*in, index, label, reason);
+        const std::size_t consumed = in->size() - rejects.size();
+        if (out->size() < consumed) {
+            counters_.filtered.fetch_add(consumed - out->size(), std::memory_order_relaxed);
         }
-        const std::size_t consumed = ingress_.size() - call.rejects.size();
-        if (scratch_.size() < consumed) {
-            counters_.filtered.fetch_add(consumed - scratch_.size(), std::memory_order_relaxed);
-        }
-        ingress_.swap(scratch_);
+        in = out;
+        if (in->empty()) break;  // everything filtered or rejected: nothing for the rest
     }
-    pending_.swap(ingress_);
+    pending_.swap(*in);
     ingress_.clear();
+    work_a_.clear();
+    work_b_.clear();
     return Step::progressed;
 }
 
@@ -372,8 +417,7 @@ Route::Step Route::deliver() {
         case SLUICE_OK: {
             std::vector<std::size_t> retry;
             std::size_t errors = 0;
-            for (const auto& [index, status, reason] : call.rejects) {
-                if (index >= pending_.size()) continue;
+            for (const auto& [index, status, reason] : call.distinct_rejects(pending_.size())) {
                 if (status == SLUICE_RETRY) {
                     retry.push_back(index);
                 } else {
@@ -452,6 +496,18 @@ void Route::fail(const std::string& stage, const std::string& message) {
 }
 
 void Route::run() {
+    queue_.set_consumer(std::this_thread::get_id());
+    try {
+        run_loop();
+    } catch (const std::exception& e) {
+        // A host bug or exhausted memory: fail this route, not the process.
+        fail("", std::string("internal error: ") + e.what());
+        counters_.undelivered.store(queue_.size() + ingress_.size() + pending_.size());
+        done_ = true;
+    }
+}
+
+void Route::run_loop() {
     const std::string scope = "route " + spec_.name;
     std::uint32_t backoff = spec_.options.restart_initial_ms;
     auto next_attempt = Clock::now();
@@ -488,7 +544,13 @@ void Route::run() {
                 continue;
             }
             if (Clock::now() < next_attempt) {
-                wait_for(next_attempt);
+                if (downstream_up) {
+                    // Only the source is down: what the route holds still goes out.
+                    if (step() == Step::idle) wait_for(std::min(next_attempt,
+                                                                Clock::now() + kIdleWait));
+                } else {
+                    wait_for(next_attempt);
+                }
                 continue;
             }
             std::string error;
@@ -534,6 +596,17 @@ void Route::run() {
             break;
         }
     }
+    if (!downstream_up && !halted &&
+        (queue_.size() > 0 || !ingress_.empty() || !pending_.empty())) {
+        // Stopping while the sink side waits for its restart: one more try, so that what the
+        // route holds is delivered if the destination is back, rather than dropped.
+        std::string error;
+        downstream_up = build_downstream(error);
+        if (!downstream_up) {
+            log::error(scope, "cannot deliver what the route holds on stop: " + error);
+            teardown_downstream(kStopDeadlineMs);
+        }
+    }
     const bool built = downstream_up;
     if (built) {
         // Graceful stop: no new input, deliver what we hold until the drain deadline.
@@ -549,6 +622,7 @@ void Route::run() {
             log::error(scope, std::to_string(left) +
                                   " messages were not delivered before the drain deadline");
         }
+        counters_.undelivered.store(left);
         const auto remaining = std::chrono::duration_cast<milliseconds>(
             drain_deadline() - Clock::now());
         teardown_downstream(static_cast<std::uint32_t>(
@@ -556,6 +630,12 @@ void Route::run() {
     } else {
         teardown_source(kStopDeadlineMs);
         teardown_downstream(kStopDeadlineMs);
+        const std::size_t left = queue_.size() + ingress_.size() + pending_.size();
+        if (left > 0) {
+            log::error(scope, std::to_string(left) + " messages were not delivered: the route " +
+                                  (halted ? "was halted" : "could not deliver"));
+        }
+        counters_.undelivered.store(left);
     }
     const auto c = status();
     log::info(scope, std::string(finished ? "input finished" : "stopped") + ": received " +

@@ -7,7 +7,8 @@ RouteQueue::RouteQueue(std::size_t capacity, std::size_t batch_size, bool drop_w
 
 RouteQueue::Push RouteQueue::push(const sluice_message& m) {
     std::unique_lock lock(mu_);
-    while (count_ >= capacity_ && !unbounded_ && !closed_) {
+    const bool own_thread = std::this_thread::get_id() == consumer_;
+    while (count_ >= capacity_ && !unbounded_ && !closed_ && !own_thread) {
         if (drop_when_full_) return Push::dropped;
         not_full_.wait(lock);
     }
@@ -53,6 +54,11 @@ void RouteQueue::set_unbounded(bool unbounded) {
         unbounded_ = unbounded;
     }
     not_full_.notify_all();
+}
+
+void RouteQueue::set_consumer(std::thread::id id) {
+    std::lock_guard lock(mu_);
+    consumer_ = id;
 }
 
 void RouteQueue::close() {

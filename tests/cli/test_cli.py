@@ -35,6 +35,15 @@ def test_version_and_help():
         assert "Usage" in r.stdout, cmd
 
 
+def test_bad_log_options_are_refused():
+    r = sluice("check", *with_plugins("--log-level", "loud"))
+    assert r.returncode == 1
+    assert "--log-level: 'loud' is not one of: trace, debug, info, warn, error" in r.stderr
+    r = sluice("check", *with_plugins("--log-format", "xml"))
+    assert r.returncode == 1
+    assert "--log-format: 'xml' is not one of: text, json" in r.stderr
+
+
 def test_usage_errors_exit_2():
     assert sluice().returncode == 2
     r = sluice("frobnicate")
@@ -198,6 +207,9 @@ def test_unwritable_path_fails_the_route_not_the_process(tmp_path):
     assert p.poll() is None, "the process must keep running"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
-    assert p.returncode == 0
+    # The stuck route still held its 5 messages: they are reported, and the exit code says so.
+    assert p.returncode == 1, err
     assert f"[route stuck] sink file-sink: cannot create directory '{tmp_path}/blocker'" in err
+    assert "[route stuck] 5 messages were not delivered" in err
+    assert "stopped with 5 messages not delivered" in err
     assert (tmp_path / "fine.jsonl").stat().st_size > 0

@@ -97,6 +97,28 @@ sink: {flaky-sink: {path: "${DIR}/flaky.txt", fail_first: 3}}
     CHECK(lines(dir / "flaky.txt") == 300);
 }
 
+TEST_CASE("after a transform fails, the restarted chain starts from the original input",
+          "[runtime]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: chain
+restart_initial_ms: 10
+source: {test-source: {messages: ["a", "b"]}}
+transforms:
+  - json-transform: {parse: string, set: {tag: x}}
+  - flaky-transform: {fail_first: 1}
+sink: {file-sink: {path: "${DIR}/chain.txt", format: raw}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    std::ifstream in(dir / "chain.txt");
+    const std::string all((std::istreambuf_iterator<char>(in)), {});
+    // json-transform ran once per message: its output was not fed to it again.
+    CHECK(all == "{\"value\":\"a\",\"tag\":\"x\"}\n{\"value\":\"b\",\"tag\":\"x\"}\n");
+    CHECK(find(sup.status(), "chain").restarts == 1);
+}
+
 TEST_CASE("a plugin whose create throws fails only its route, which keeps retrying",
           "[runtime]") {
     const auto dir = scratch_dir();

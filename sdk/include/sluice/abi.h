@@ -240,7 +240,7 @@ typedef struct sluice_plugin_descriptor {
     size_t n_fields;
 
     /** Creates an instance; connects nothing yet. `host` stays valid until `destroy`.
-     *  THREAD: the supervisor's. May block: briefly. On failure fill `error`, return
+     *  THREAD: the route's worker. May block: briefly. On failure fill `error`, return
      *  SLUICE_ERROR or SLUICE_FATAL, and leave `*instance` unset. */
     sluice_status (*create)(const sluice_host_api* host, const sluice_config* config,
                             void** instance, sluice_error* error);
@@ -269,7 +269,7 @@ typedef struct sluice_plugin_descriptor {
      *  what in `error`. */
     sluice_status (*stop)(void* instance, uint32_t deadline_ms, sluice_error* error);
 
-    /** Frees the instance. THREAD: the supervisor's. Never fails. */
+    /** Frees the instance. THREAD: the route's worker. Never fails. */
     void (*destroy)(void* instance);
 
     /* Optional members: a plugin whose struct_size ends before one of them is treated as

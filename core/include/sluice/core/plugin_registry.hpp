@@ -55,6 +55,7 @@ public:
     std::string known_ids() const;
 
 private:
+    std::string load_manifest_checked(const std::filesystem::path& plugin_yaml);
     std::map<std::string, std::unique_ptr<PluginInfo>, std::less<>> plugins_;
     std::map<std::filesystem::path, std::shared_ptr<PluginLibrary>> libraries_;
 };

@@ -31,6 +31,7 @@ struct RouteCounters {
     std::atomic<std::uint64_t> dropped_full{0};  // dropped by `when_full: drop_newest`
     std::atomic<std::uint64_t> retries{0};    // sink retries
     std::atomic<std::uint64_t> restarts{0};   // times the route was rebuilt after failing
+    std::atomic<std::uint64_t> undelivered{0};  // held when the route stopped, not delivered
 };
 
 struct RouteStatus {
@@ -39,6 +40,7 @@ struct RouteStatus {
     std::string reason;
     std::uint64_t received, delivered, filtered, errors, dropped_full, retries, restarts;
     std::size_t queued;
+    std::uint64_t undelivered;
 };
 
 class Route {
@@ -77,6 +79,7 @@ public:
 
 private:
     void run();
+    void run_loop();
     StageHost* make_host(const StageSpec& s);
     bool build_downstream(std::string& error);
     bool build_source(std::string& error);
@@ -108,7 +111,9 @@ private:
 
     MessageArena ingress_;  // taken from the queue, not yet transformed
     MessageArena pending_;  // transformed, not yet confirmed by the sink
-    MessageArena scratch_;
+    MessageArena scratch_;  // sink retries
+    MessageArena work_a_;   // transform chain, alternating
+    MessageArena work_b_;
 
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> input_ended_{false};
@@ -116,6 +121,7 @@ private:
     std::atomic<bool> source_failed_{false};      // a stage reported SLUICE_FATAL
     std::atomic<bool> downstream_failed_{false};
     std::string fatal_reason_;  // guarded by wait_mu_
+    bool wake_ = false;         // guarded by wait_mu_: wait_for() returns early once
     std::chrono::steady_clock::time_point drain_deadline_{};  // guarded by wait_mu_
     std::atomic<std::size_t> held_{0};  // in ingress_ + pending_, for status()
     std::uint32_t sink_retry_ms_ = 100;

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "sluice/core/message_arena.hpp"
@@ -27,6 +28,9 @@ public:
     /// While set, pushes never wait or drop: used while a route tears its stages down, so a
     /// source blocked on a full queue can return and be stopped without losing its message.
     void set_unbounded(bool unbounded);
+    /// The worker's thread: a push from it never waits (a source emitting during start()
+    /// would otherwise wait for room only that thread can make).
+    void set_consumer(std::thread::id id);
     /// Pushes fail with Push::closed from now on; waiting pushers wake up.
     void close();
     /// Wakes a waiting take() (e.g. after end of input).
@@ -47,6 +51,7 @@ private:
     bool unbounded_ = false;
     bool closed_ = false;
     bool woken_ = false;
+    std::thread::id consumer_;
 };
 
 }  // namespace sluice
