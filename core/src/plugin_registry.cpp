@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/dll/shared_library.hpp>
 #include <cstring>
+#include <mutex>
 
 namespace sluice {
 
@@ -34,7 +35,15 @@ std::string missing_callback(const sluice_plugin_descriptor& d) {
 
 }  // namespace
 
-PluginLibrary::~PluginLibrary() = default;
+PluginLibrary::~PluginLibrary() {
+    // Never unloaded before the process exits (see docs/abi-policy.md): a library may have
+    // left threads, atexit handlers or thread-local state behind, and leak reports need its
+    // symbols. The handles stay reachable from static storage until then.
+    static auto* const kept = new std::vector<std::unique_ptr<boost::dll::shared_library>>();
+    static std::mutex kept_mu;  // the last reference may go on any route's thread
+    std::lock_guard lock(kept_mu);
+    if (handle) kept->push_back(std::move(handle));
+}
 
 const sluice_field_spec* PluginInfo::field(std::string_view name) const {
     for (const auto& f : fields) {
