@@ -1,6 +1,18 @@
 import pytest
 
+import harness
 from harness import DevKafka, Mosquitto
+
+
+@pytest.fixture(autouse=True)
+def no_sluice_left_behind():
+    """A test that fails before stopping its sluice must not leave the process running."""
+    yield
+    while harness.RUNNING:
+        proc = harness.RUNNING.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -172,6 +172,9 @@ class Record:
         self.headers = [(h[i], h[i + 1].encode()) for i in range(0, len(h), 2)]
 
 
+RUNNING = []  # every Sluice started; conftest stops what a failing test left running
+
+
 class Sluice:
     """The real binary with manifests written to a temporary directory."""
 
@@ -187,6 +190,7 @@ class Sluice:
             args += ["--routes", str(p)]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=self.env)
+        RUNNING.append(self.proc)
         if wait_routes:
             self.wait_subscribed(wait_routes)
         return self
