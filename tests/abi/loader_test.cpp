@@ -132,3 +132,12 @@ TEST_CASE("plugins outlive nothing: instances keep their library", "[abi]") {
     instance.reset();
     CHECK(library.expired());
 }
+
+TEST_CASE("a malformed plugin.yaml is reported and the other plugins still load", "[abi]") {
+    sluice::PluginRegistry r;
+    const auto errors = load(r, {"malformed", "good"});
+    REQUIRE(errors.size() == 1);
+    CHECK_THAT(errors[0], Catch::Contains("malformed/broken/plugin.yaml: plugin.yaml must be a "
+                                          "map with id, kind, version and library"));
+    CHECK(r.find("fx-good") != nullptr);
+}

@@ -174,6 +174,17 @@ def test_file_demo_end_to_end(tmp_path):
     assert len(co2) == rows and co2[0] == '{"co2":390}'
 
 
+def test_a_closed_stderr_does_not_kill_sluice(tmp_path):
+    manifest = tmp_path / "r.yaml"
+    manifest.write_text("route: quiet\nsource: {test-source: {generate: 2000}}\n"
+                        f"sink: {{file-sink: {{path: \"{tmp_path}/out.jsonl\"}}}}\n")
+    p = subprocess.Popen([SLUICE, "run", *with_plugins("--routes", str(manifest))],
+                         stderr=subprocess.PIPE)
+    p.stderr.close()  # the log reader goes away: writes fail with EPIPE, no SIGPIPE death
+    assert p.wait(timeout=30) == 0
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2000
+
+
 def test_sigterm_drains_and_exits_0(tmp_path):
     manifest = tmp_path / "endless.yaml"
     manifest.write_text("route: endless\nsource: {test-source: {generate: 100, repeat: 0}}\n"

@@ -119,6 +119,24 @@ sink: {file-sink: {path: "${DIR}/chain.txt", format: raw}}
     CHECK(find(sup.status(), "chain").restarts == 1);
 }
 
+TEST_CASE("a message rejected twice is retried once, and bad indexes are ignored", "[runtime]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: rejects
+batch_size: 10
+source: {test-source: {generate: 10}}
+sink: {double-reject-sink: {path: "${DIR}/out.txt"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    CHECK(lines(dir / "out.txt") == 10);  // not 11: the retried message comes back once
+    const auto s = find(sup.status(), "rejects");
+    CHECK(s.delivered == 10);
+    CHECK(s.errors == 0);
+    CHECK(s.retries == 1);
+}
+
 TEST_CASE("a plugin whose create throws fails only its route, which keeps retrying",
           "[runtime]") {
     const auto dir = scratch_dir();
