@@ -1,7 +1,7 @@
 # Entry points for people and CI. Everything below installs what it needs first.
 #   make demo   - the occupancy demo: data set -> MQTT -> sluice -> Kafka, end to end
 #   make test   - build (debug and ASan+UBSan) and run the whole test suite
-.PHONY: deps build build-asan build-release test test-dev test-asan demo demo-file demo-device bench docs clean
+.PHONY: deps build build-asan build-release test test-dev test-asan test-fresh demo demo-file demo-device bench docs clean
 
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_FLAGS := -DSLUICE_WERROR=$(WERROR)
@@ -28,6 +28,11 @@ test-asan: build-asan
 	ctest --preset asan
 
 test: test-dev test-asan
+
+# The two commands above on a minimal Debian 12 root (debootstrap, chroot; root only, slow; not
+# part of `make test`). Run it before resolving an issue that adds a dependency.
+test-fresh:
+	bash tools/setup/test-fresh.sh
 
 demo-file: build-release
 	bash tools/demo/file-demo.sh build/release

@@ -10,8 +10,8 @@ packages=(
   libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   # tests
   catch2 python3 python3-pytest
-  # MQTT and Kafka
-  libpaho-mqtt-dev libpaho-mqttpp-dev librdkafka-dev mosquitto mosquitto-clients kcat
+  # MQTT and Kafka (paho's CMake package asks for OpenSSL's headers: libssl-dev)
+  libpaho-mqtt-dev libpaho-mqttpp-dev libssl-dev librdkafka-dev mosquitto mosquitto-clients kcat
   python3-kafka openssl
   # firmware cross-compile check
   gcc-xtensa-lx106 binutils-xtensa-lx106 picolibc-xtensa-lx106-elf
