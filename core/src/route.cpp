@@ -237,6 +237,7 @@ Route::StageHost* Route::make_host(const StageSpec& s) {
     h->api.struct_size = sizeof(sluice_host_api);
     h->api.abi_major = SLUICE_ABI_MAJOR;
     h->api.abi_minor = SLUICE_ABI_MINOR;
+    h->api.max_payload_bytes = spec_.options.max_payload_bytes;
     h->api.ctx = h.get();
     h->api.log = [](void* ctx, int level, const char* message) {
         log::write(static_cast<sluice_log_level>(level), static_cast<StageHost*>(ctx)->scope,

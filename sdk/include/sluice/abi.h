@@ -216,6 +216,12 @@ typedef struct sluice_host_api {
      *  down); SLUICE_FATAL the instance gave up: the route fails and is restarted.
      *  THREAD: any. May block: no. `reason` is copied; may be NULL with SLUICE_OK. */
     void (*report_state)(void* ctx, sluice_status state, const char* reason);
+
+    /* Since ABI 1.1 (zero from an older host: unknown). */
+
+    /** The route's `max_payload_bytes`: a source may tell its origin not to send more (MQTT 5
+     *  Maximum Packet Size), so that an oversize message is refused where it starts. */
+    uint64_t max_payload_bytes;
 } sluice_host_api;
 
 #define SLUICE_ERROR_MESSAGE_MAX 1024
@@ -279,6 +285,17 @@ typedef struct sluice_plugin_descriptor {
      *  when routes are loaded, before any `create`. Returns SLUICE_OK when nothing was
      *  reported. THREAD: the host's main thread. May block: no. */
     sluice_status (*validate)(const sluice_config* config, const sluice_diagnostics* diag);
+
+    /** Optional (NULL), sources, since ABI 1.1: flow control. The host asks the source to
+     *  hold back its input (`hold` non-zero) because the route's buffer is full, and to take
+     *  input again (`hold` zero) once it has room. Holding back happens at the origin, so that
+     *  nothing is lost: an MQTT source with a persistent session disconnects and the broker
+     *  keeps the messages. A source that sets this callback gets an `emit` that never waits:
+     *  messages it emits while the hold is being applied are still taken (the route's buffer
+     *  has headroom for them). Sources without it may be made to wait inside `emit` instead.
+     *  THREAD: any host thread, never two calls at once for one instance; between `start` and
+     *  `stop`. May block: no (ask your own thread to act, and return). */
+    void (*hold_input)(void* instance, int hold);
 } sluice_plugin_descriptor;
 
 typedef struct sluice_module {

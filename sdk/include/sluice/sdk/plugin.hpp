@@ -9,6 +9,8 @@
 //   SLUICE_MODULE("my-module", MySink)
 //
 // Optional: `static void validate(const Config&, Diagnostics&)` for cross-field checks.
+// Optional, sources: `void hold_input(bool hold)` for flow control (ABI 1.1): hold back input at
+// its origin while the route's buffer is full; emit() then never waits.
 // Every exception thrown by plugin code is caught here and becomes a status with its message:
 // sdk::Retry -> SLUICE_RETRY, sdk::Fatal -> SLUICE_FATAL, anything else -> SLUICE_ERROR
 // (SLUICE_FATAL from create: an instance that cannot be built is not retried sooner).
@@ -16,6 +18,7 @@
 #define SLUICE_SDK_PLUGIN_HPP
 
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -73,6 +76,15 @@ public:
             api_->report_state(api_->ctx, static_cast<sluice_status>(state),
                                reason.empty() ? nullptr : reason.c_str());
         }
+    }
+
+    /// The route's max_payload_bytes; 0 when the host is older than ABI 1.1 (unknown).
+    std::uint64_t max_payload_bytes() const {
+        if (api_ == nullptr ||
+            api_->struct_size < offsetof(sluice_host_api, max_payload_bytes) + sizeof(uint64_t)) {
+            return 0;
+        }
+        return api_->max_payload_bytes;
     }
 
 private:
@@ -181,6 +193,10 @@ struct Instance {
 template <class T>
 concept HasValidate = requires(const Config& c, Diagnostics& d) { T::validate(c, d); };
 
+/// Sources with `void hold_input(bool hold)` take part in flow control (ABI 1.1).
+template <class T>
+concept HasHoldInput = requires(T& t, bool hold) { t.hold_input(hold); };
+
 template <class T>
 constexpr sluice_kind kind_of() {
     if constexpr (std::is_base_of_v<Source, T>) {
@@ -257,6 +273,18 @@ const sluice_plugin_descriptor* descriptor() {
                     return SLUICE_OK;
                 });
             };
+            if constexpr (std::is_base_of_v<Source, T> && HasHoldInput<T>) {
+                d.hold_input = [](void* instance, int hold) {
+                    auto* inst = static_cast<Instance<T>*>(instance);
+                    sluice_error ignored{};
+                    // Nothing may unwind into the host; a source that cannot hold back keeps
+                    // receiving and the route's headroom and counters take over.
+                    guarded(&ignored, SLUICE_ERROR, [&] {
+                        inst->plugin->hold_input(hold != 0);
+                        return SLUICE_OK;
+                    });
+                };
+            }
             d.destroy = [](void* instance) {
                 // A destructor that throws would terminate; the SDK's contract is that
                 // destroy never fails, so swallow and move on.
