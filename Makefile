@@ -50,13 +50,15 @@ bench: build-release
 	build/release/tools/bench/sluice-bench-json-transform
 	/usr/bin/python3 tools/bench/e2e_bench.py --build build/release --repeat 3
 
-# Regenerates each shipped plugin's README.md from its config spec.
+# Regenerates each shipped plugin's README.md from its config spec, and the route options page.
 docs: build
 	@for d in plugins/*/; do id=$$(basename $$d); \
 	  [ -f $$d/plugin.yaml ] || continue; \
 	  cmake -DSLUICE=build/dev/sluice -DPLUGIN_DIR=build/dev/plugins -DID=$$id \
 	    -DREADME=$$d/README.md -DUPDATE=ON -P cmake/CheckPluginReadme.cmake && echo "wrote $$d""README.md"; \
 	done
+	@cmake -DSLUICE=build/dev/sluice -DID=route-options -DREADME=docs/route-options.md -DUPDATE=ON \
+	  -P cmake/CheckPluginReadme.cmake && echo "wrote docs/route-options.md"
 
 clean:
 	rm -rf build

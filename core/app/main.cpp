@@ -20,6 +20,7 @@
 #include "sluice/core/plugin_docs.hpp"
 #include "sluice/core/plugin_registry.hpp"
 #include "sluice/core/scaffold.hpp"
+#include "sluice/core/state_dir_lock.hpp"
 #include "sluice/core/supervisor.hpp"
 
 namespace fs = std::filesystem;
@@ -39,6 +40,7 @@ Usage:
   sluice plugins describe <id> [--format text|markdown|json]
   sluice plugins new <id> --kind source|transform|sink [--dir PATH]
                                        write a plugin project (default PATH: ./<id>)
+  sluice options                       the route options, as Markdown
   sluice version
 
 Options (run, check, plugins):
@@ -47,6 +49,7 @@ Options (run, check, plugins):
   --routes PATH        route manifest file or directory; repeatable; replaces `routes`
   --log-level LEVEL    trace, debug, info, warn, error (default: config, else info)
   --log-format FORMAT  text or json
+  --state-dir DIR      durable state (disk spools); replaces the config's `state_dir`
   -h, --help           this help
 
 Without a config, plugins are searched in $SLUICE_PLUGIN_PATH (colon-separated), then
@@ -62,6 +65,7 @@ struct Options {
     std::vector<fs::path> routes;
     std::string log_level;
     std::string log_format;
+    std::optional<fs::path> state_dir;
     std::string format = "text";
     std::string kind;  // plugins new
     std::optional<fs::path> dir;  // plugins new
@@ -102,6 +106,10 @@ std::optional<Options> parse_args(int argc, char** argv, std::string& error) {
             auto v = value("--log-level");
             if (!v) return std::nullopt;
             o.log_level = *v;
+        } else if (a == "--state-dir") {
+            auto v = value("--state-dir");
+            if (!v) return std::nullopt;
+            o.state_dir = *v;
         } else if (a == "--log-format") {
             auto v = value("--log-format");
             if (!v) return std::nullopt;
@@ -184,6 +192,7 @@ sluice::HostConfig resolve_config(const Options& o, sluice::Diagnostics& diag) {
     if (!o.routes.empty()) host.route_paths = o.routes;
     if (!o.log_level.empty()) host.log_level = o.log_level;
     if (!o.log_format.empty()) host.log_format = o.log_format;
+    if (o.state_dir) host.state_dir = *o.state_dir;
     static const std::vector<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
     if (std::find(kLevels.begin(), kLevels.end(), host.log_level) == kLevels.end()) {
         diag.add({"--log-level", 0, 0}, "",
@@ -311,6 +320,7 @@ std::optional<Loaded> load_everything(const Options& o, sluice::PluginRegistry& 
     const auto files = sluice::manifest_files(out.host.route_paths, diag);
     out.files = files.size();
     out.routes = sluice::load_routes(files, registry, diag, sluice::process_env());
+    sluice::check_memory_budget(out.routes, out.host, diag);
     if (!diag.empty()) {
         std::cerr << diag.to_string();
         std::cerr << diag.size() << (diag.size() == 1 ? " error" : " errors") << " in "
@@ -365,18 +375,42 @@ int cmd_run(const Options& o) {
     sluice::log::setup(loaded->host.log_level, loaded->host.log_format);
     if (loaded->routes.empty()) {
         sluice::log::error("", "no routes configured: give --routes or `routes:` in the config");
+        sluice::log::shutdown();
         return kExitInvalid;
     }
     if (!loaded->host.admin_listen.empty()) {
         sluice::log::warn("", "admin.listen is set but this version serves no admin HTTP yet");
     }
+    // Spools are the state: one process per state_dir, or two would deliver (and trim) the
+    // same messages.
+    std::optional<sluice::StateDirLock> state_lock;
+    std::uint32_t longest_drain_ms = 0;
+    for (const auto& r : loaded->routes) {
+        longest_drain_ms = std::max(longest_drain_ms, r.options.drain_timeout_ms);
+        if (r.options.buffer.type == sluice::BufferOptions::Type::disk && !state_lock) {
+            try {
+                state_lock.emplace(sluice::StateDirLock::acquire(loaded->host.state_dir));
+            } catch (const std::exception& e) {
+                sluice::log::error("", std::string("route ") + r.name + ": " + e.what());
+                sluice::log::shutdown();
+                return kExitInvalid;
+            }
+        }
+    }
     sluice::log::info("", "sluice " SLUICE_SDK_VERSION_STRING " starting " +
                               std::to_string(loaded->routes.size()) + " route(s)");
-    sluice::Supervisor supervisor;
+    sluice::Supervisor supervisor(loaded->host.state_dir);
     for (auto& r : loaded->routes) supervisor.start(std::move(r));
     auto drain_all = [&] {
-        // Draining can take a while; a second SIGINT/SIGTERM meanwhile means "now".
+        // Draining can take a while; a second SIGINT/SIGTERM meanwhile means "now". A route
+        // whose plugin call never returns cannot be joined: a moment past the longest drain
+        // deadline (sinks get what is left of it, at least 1 s, to flush), the process ends
+        // without it (its disk spool, if any, keeps what it held).
+        const auto give_up = std::chrono::steady_clock::now() +
+                             std::chrono::milliseconds(longest_drain_ms) +
+                             std::chrono::seconds(3);
         std::atomic<bool> stopped{false};
+        supervisor.request_stop_all();
         std::thread stopper([&] {
             supervisor.stop_all();
             stopped = true;
@@ -386,6 +420,23 @@ int cmd_run(const Options& o) {
             const int again = sigtimedwait(&signals, nullptr, &slice);
             if (again == SIGINT || again == SIGTERM) {
                 sluice::log::error("", "second signal: exiting without finishing the drain");
+                sluice::log::shutdown();
+                std::_Exit(kExitInvalid);
+            }
+            if (std::chrono::steady_clock::now() > give_up) {
+                for (const auto& st : supervisor.status()) {
+                    if (st.state == sluice::RouteState::stopped) continue;
+                    sluice::log::error(
+                        "route " + st.name,
+                        "did not stop in time" +
+                            (st.stuck_in.empty() ? std::string()
+                                                 : ": a call into " + st.stuck_in +
+                                                       " has not returned") +
+                            (st.durable ? "; its disk spool keeps what it held"
+                                        : "; what it held in memory is lost"));
+                }
+                sluice::log::error("", "exiting without the routes that did not stop");
+                sluice::log::shutdown();
                 std::_Exit(kExitInvalid);
             }
         }
@@ -421,9 +472,11 @@ int cmd_run(const Options& o) {
         // Exit non-zero so that service managers and scripts notice the loss.
         sluice::log::error("", "stopped with " + std::to_string(undelivered) +
                                    " messages not delivered");
+        sluice::log::shutdown();
         return kExitInvalid;
     }
     sluice::log::info("", "stopped");
+    sluice::log::shutdown();
     return kExitOk;
 }
 
@@ -445,6 +498,10 @@ int main(int argc, char** argv) {
         if (o.command == "version") {
             std::cout << "sluice " << SLUICE_SDK_VERSION_STRING << " (plugin ABI "
                       << SLUICE_ABI_MAJOR << "." << SLUICE_ABI_MINOR << ")\n";
+            return kExitOk;
+        }
+        if (o.command == "options") {
+            std::cout << sluice::describe_route_options();
             return kExitOk;
         }
         if (o.command == "run") return cmd_run(o);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -272,7 +274,8 @@ std::vector<StageConfig::Entry> check_fields(const std::vector<sluice_field_spec
                                              const SourceLocation& where,
                                              const std::string& path, const std::string& file,
                                              Diagnostics& diag, const EnvLookup& env,
-                                             bool& ok) {
+                                             bool& ok,
+                                             const std::set<std::string>& reported_keys = {}) {
     FieldChecker checker(file, diag, env);
     std::vector<StageConfig::Entry> entries;
     std::set<std::string> seen;
@@ -287,7 +290,9 @@ std::vector<StageConfig::Entry> check_fields(const std::vector<sluice_field_spec
         for (auto it = node.begin(); it != node.end(); ++it) {
             const std::string key = it->first.Scalar();
             const auto key_where = location(file, it->first.Mark());
-            if (ignored_keys.count(key)) continue;
+            // Ignored keys are someone else's to check; reported ones are errors already
+            // explained by the caller and not offered as allowed.
+            if (ignored_keys.count(key) || reported_keys.count(key)) continue;
             const std::string key_path = path.empty() ? key : path + " > " + key;
             if (!seen.insert(key).second) {
                 diag.add(key_where, key_path, "duplicate key '" + key + "'");
@@ -335,60 +340,18 @@ std::vector<StageConfig::Entry> check_fields(const std::vector<sluice_field_spec
     return entries;
 }
 
-const std::set<std::string> kRouteStructureKeys = {"route", "source", "transforms", "sink"};
+// Keys of a route manifest that are not plain options: checked on their own.
+const std::set<std::string> kRouteStructureKeys = {"route",  "source",      "transforms", "sink",
+                                                   "buffer", "dead_letter"};
 
-sluice_field_spec option(const char* name, uint32_t type, const char* def, const char* desc,
-                         double min = 0, double max = 0,
-                         const char* const* enum_values = nullptr) {
-    sluice_field_spec f{};
-    f.struct_size = sizeof f;
-    f.name = name;
-    f.type = type;
-    f.default_value = def;
-    f.description = desc;
-    f.enum_values = enum_values;
-    if (max > min) {
-        f.flags |= SLUICE_FIELD_RANGE;
-        f.min_value = min;
-        f.max_value = max;
-    }
-    return f;
-}
+// Keys earlier versions accepted, with where their meaning went.
+const std::map<std::string, std::string> kMovedRouteKeys = {
+    {"queue_capacity",
+     "routes are bounded in bytes now: use 'buffer: { max_bytes: N }' (16777216 by default)"},
+    {"when_full", "it moved into the buffer block: 'buffer: { when_full: block }'"},
+};
 
 }  // namespace
-
-const std::vector<sluice_field_spec>& route_option_fields() {
-    static const char* const when_full[] = {"block", "drop_newest", nullptr};
-    static const char* const on_error[] = {"drop", "stop", nullptr};
-    static const std::vector<sluice_field_spec> fields = {
-        option("queue_capacity", SLUICE_FIELD_INT, "10000",
-               "Messages the route holds between its source and the rest of the pipeline.", 1,
-               10'000'000),
-        option("when_full", SLUICE_FIELD_ENUM, "block",
-               "What the source does when the queue is full: `block` waits for room "
-               "(back-pressure, nothing lost), `drop_newest` drops the new message and counts it.",
-               0, 0, when_full),
-        option("on_error", SLUICE_FIELD_ENUM, "drop",
-               "What happens to a message a stage rejects (malformed payload, refused by the "
-               "destination): `drop` counts it and logs a warning; `stop` halts the route "
-               "until it is fixed and reloaded.",
-               0, 0, on_error),
-        option("max_payload_bytes", SLUICE_FIELD_INT, "1048576",
-               "Larger payloads are dropped at the source, counted as errors and logged.", 1,
-               1024.0 * 1024 * 1024),
-        option("batch_size", SLUICE_FIELD_INT, "500",
-               "Most messages moved through the pipeline in one batch.", 1, 100000),
-        option("restart_initial_ms", SLUICE_FIELD_INT, "500",
-               "First delay before a failed route is restarted; doubles per failure.", 1,
-               3'600'000),
-        option("restart_max_ms", SLUICE_FIELD_INT, "30000",
-               "Longest delay between restarts of a failed route.", 1, 3'600'000),
-        option("drain_timeout_ms", SLUICE_FIELD_INT, "10000",
-               "On shutdown, how long the route may take to deliver what it holds.", 0,
-               3'600'000),
-    };
-    return fields;
-}
 
 HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLookup& env) {
     HostConfig host;
@@ -407,11 +370,14 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
     static const char* const levels[] = {"trace", "debug", "info", "warn", "error", nullptr};
     static const char* const formats[] = {"text", "json", nullptr};
     std::vector<sluice_field_spec> fields = {
-        option("plugins", SLUICE_FIELD_LIST, "[]", "Plugin directories."),
-        option("routes", SLUICE_FIELD_LIST, "[]", "Route manifest files or directories."),
-        option("state_dir", SLUICE_FIELD_STRING, "var/sluice", "Durable state."),
-        option("admin", SLUICE_FIELD_MAP, "{}", "Admin HTTP settings."),
-        option("log", SLUICE_FIELD_MAP, "{}", "Logging: level and format."),
+        field_spec("plugins", SLUICE_FIELD_LIST, "[]", "Plugin directories."),
+        field_spec("routes", SLUICE_FIELD_LIST, "[]", "Route manifest files or directories."),
+        field_spec("state_dir", SLUICE_FIELD_STRING, "var/sluice", "Durable state."),
+        field_spec("memory_limit", SLUICE_FIELD_INT, "2147483648",
+                   "Bytes the memory buffers of all routes may hold together.", 1 << 20,
+                   1024.0 * 1024 * 1024 * 1024),
+        field_spec("admin", SLUICE_FIELD_MAP, "{}", "Admin HTTP settings."),
+        field_spec("log", SLUICE_FIELD_MAP, "{}", "Logging: level and format."),
     };
     bool ok = true;
     const SourceLocation where = location(name, doc.Mark());
@@ -428,6 +394,8 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
             for (const auto& p : e.items) host.route_paths.push_back(resolve(p));
         } else if (e.key == "state_dir") {
             host.state_dir = resolve(*e.value);
+        } else if (e.key == "memory_limit") {
+            host.memory_limit = std::stoull(*e.value);
         } else if (e.key == "log" || e.key == "admin") {
             for (std::size_t i = 0; i < e.items.size(); ++i) {
                 const auto& k = e.items[i];
@@ -491,13 +459,8 @@ std::string RouteSpec::fingerprint() const {
     add(source);
     for (const auto& t : transforms) add(t);
     add(sink);
-    const auto& o = options;
-    out += '\x1d' + std::to_string(o.queue_capacity) + ',' +
-           std::to_string(static_cast<int>(o.when_full)) + ',' +
-           std::to_string(static_cast<int>(o.on_error)) + ',' +
-           std::to_string(o.max_payload_bytes) + ',' + std::to_string(o.batch_size) + ',' +
-           std::to_string(o.restart_initial_ms) + ',' + std::to_string(o.restart_max_ms) + ',' +
-           std::to_string(o.drain_timeout_ms);
+    if (dead_letter.plugin != nullptr) add(dead_letter);
+    out += '\x1d' + options_fingerprint(options);
     return out;
 }
 
@@ -582,6 +545,36 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
 
 }  // namespace
 
+void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig& host,
+                         Diagnostics& diag) {
+    std::uint64_t total = 0;
+    std::vector<const RouteSpec*> memory_routes;
+    for (const auto& r : routes) {
+        if (r.options.buffer.type != BufferOptions::Type::memory) continue;
+        total += r.options.buffer.max_bytes + r.options.buffer.headroom();
+        memory_routes.push_back(&r);
+    }
+    if (total <= host.memory_limit) return;
+    std::sort(memory_routes.begin(), memory_routes.end(), [](const auto* a, const auto* b) {
+        return a->options.buffer.max_bytes > b->options.buffer.max_bytes;
+    });
+    std::string largest;
+    for (std::size_t i = 0; i < memory_routes.size() && i < 3; ++i) {
+        largest += (i ? ", " : "") + memory_routes[i]->name + " (" +
+                   std::to_string(memory_routes[i]->options.buffer.max_bytes) + ")";
+    }
+    const SourceLocation where = host.file.empty() ? SourceLocation{"memory_limit", 0, 0}
+                                                   : SourceLocation{host.file.string(), 0, 0};
+    diag.add(where, "memory_limit",
+             "the memory buffers of " + std::to_string(memory_routes.size()) +
+                 " routes may hold " + std::to_string(total) +
+                 " bytes together (buffer.max_bytes plus a quarter for headroom), over "
+                 "memory_limit " + std::to_string(host.memory_limit) +
+                 "; largest: " + largest +
+                 ". Lower their buffer.max_bytes, use buffer: { type: disk }, or raise "
+                 "memory_limit in the host config");
+}
+
 std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                                    const PluginRegistry& registry, Diagnostics& diag,
                                    const EnvLookup& env) {
@@ -634,26 +627,31 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
             route.name = name;
             route.where = doc_where;
             bool ok = true;
-            auto options = check_fields(route_option_fields(), doc, kRouteStructureKeys,
-                                        doc_where, "route " + name, file, diag, env, ok);
-            for (const auto& e : options) {
-                auto& o = route.options;
-                const std::string& v = *e.value;
-                if (e.key == "queue_capacity") o.queue_capacity = std::stoull(v);
-                if (e.key == "when_full") {
-                    o.when_full = v == "block" ? RouteOptions::WhenFull::block
-                                               : RouteOptions::WhenFull::drop_newest;
+            for (const auto& [key, hint] : kMovedRouteKeys) {
+                if (const auto n = doc[key]) {
+                    diag.add(location(file, n, doc_where), "route " + name + " > " + key,
+                             "'" + key + "' is no longer a route option: " + hint);
+                    ok = false;
                 }
-                if (e.key == "on_error") {
-                    o.on_error = v == "drop" ? RouteOptions::OnError::drop
-                                             : RouteOptions::OnError::stop;
-                }
-                if (e.key == "max_payload_bytes") o.max_payload_bytes = std::stoull(v);
-                if (e.key == "batch_size") o.batch_size = std::stoull(v);
-                if (e.key == "restart_initial_ms") o.restart_initial_ms = static_cast<uint32_t>(std::stoul(v));
-                if (e.key == "restart_max_ms") o.restart_max_ms = static_cast<uint32_t>(std::stoul(v));
-                if (e.key == "drain_timeout_ms") o.drain_timeout_ms = static_cast<uint32_t>(std::stoul(v));
             }
+            std::set<std::string> moved;
+            for (const auto& m : kMovedRouteKeys) moved.insert(m.first);
+            auto apply = [&](const std::vector<RouteOptionDef>& defs,
+                             const std::vector<StageConfig::Entry>& entries) {
+                for (const auto& e : entries) {
+                    for (const auto& d : defs) {
+                        if (e.key == d.spec.name) d.apply(route.options, *e.value);
+                    }
+                }
+            };
+            apply(route_option_defs(),
+                  check_fields(route_option_fields(), doc, kRouteStructureKeys, doc_where,
+                               "route " + name, file, diag, env, ok, moved));
+            const auto buffer = doc["buffer"];
+            apply(buffer_option_defs(),
+                  check_fields(buffer_option_fields(), buffer,
+                               {}, buffer ? location(file, buffer, doc_where) : doc_where,
+                               "route " + name + " > buffer", file, diag, env, ok));
             auto stage = [&](const char* key, sluice_kind kind) -> std::optional<StageSpec> {
                 const auto n = doc[key];
                 if (!n) {
@@ -680,9 +678,26 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                     }
                 }
             }
+            std::optional<StageSpec> dead_letter;
+            const auto dl = doc["dead_letter"];
+            if (route.options.on_error == RouteOptions::OnError::dead_letter) {
+                if (!dl) {
+                    diag.add(doc_where, "route " + name + " > on_error",
+                             "on_error is dead_letter but the route has no 'dead_letter:' sink "
+                             "block (e.g. dead_letter: { file-sink: { path: dead.jsonl } })");
+                } else {
+                    dead_letter = check_stage(dl, "dead_letter", SLUICE_KIND_SINK, name,
+                                              location(file, dl, doc_where), file, registry,
+                                              diag, env);
+                }
+            } else if (dl) {
+                diag.add(location(file, dl, doc_where), "route " + name + " > dead_letter",
+                         "a dead_letter sink is only used with 'on_error: dead_letter'");
+            }
             if (diag.size() != errors_before || !source || !sink || !ok) continue;
             route.source = std::move(*source);
             route.sink = std::move(*sink);
+            if (dead_letter) route.dead_letter = std::move(*dead_letter);
             routes.push_back(std::move(route));
         }
     }

@@ -1,5 +1,6 @@
 #include "sluice/core/plugin_docs.hpp"
 
+#include "sluice/core/route_options.hpp"
 #include "sluice/sdk/json.hpp"
 
 namespace sluice {
@@ -32,9 +33,40 @@ std::vector<const sluice_field_spec*> ordered(const PluginInfo& p) {
     return out;
 }
 
+// One row per option: what plugin READMEs and the route options page are made of.
+std::string markdown_table(const std::vector<const sluice_field_spec*>& fields) {
+    std::string out = "| option | type | default | description |\n|---|---|---|---|\n";
+    auto cell = [](std::string s) {
+        std::string o;
+        for (char c : s) {
+            if (c == '|') {
+                o += "\\|";
+            } else if (c == '\n') {
+                o += "<br>";
+            } else {
+                o += c;
+            }
+        }
+        return o;
+    };
+    for (const auto* f : fields) {
+        std::string def = (f->flags & SLUICE_FIELD_REQUIRED) ? "**required**"
+                          : f->default_value ? "`" + std::string(f->default_value) + "`"
+                                             : "";
+        std::string desc = f->description;
+        if ((f->flags & SLUICE_FIELD_SECRET) != 0) desc += " *(secret: never logged)*";
+        if ((f->flags & SLUICE_FIELD_ADVANCED) != 0) desc += " *(advanced)*";
+        if (f->example) desc += " Example: `" + std::string(f->example) + "`.";
+        out += "| `" + std::string(f->name) + "` | " + cell(field_type_label(*f)) + " | " + def +
+               " | " + cell(desc) + " |\n";
+    }
+    return out;
+}
+
 std::string text(const PluginInfo& p) {
     std::string out = p.id + " " + p.version + " (" + kind_name(p.kind) + ")";
-    if (p.descriptor.summary && *p.descriptor.summary) out += ": " + std::string(p.descriptor.summary);
+    if (p.descriptor.summary && *p.descriptor.summary)
+        out += ": " + std::string(p.descriptor.summary);
     out += "\n  plugin.yaml: " + p.manifest.string() + "\n";
     if (p.descriptor.description && *p.descriptor.description) {
         out += "\n" + std::string(p.descriptor.description) + "\n";
@@ -57,36 +89,13 @@ std::string markdown(const PluginInfo& p) {
                       " --format markdown`; edit the plugin's spec, not this file. -->\n";
     out += "# " + p.id + "\n\n";
     out += "*" + std::string(kind_name(p.kind)) + " plugin, version " + p.version + "*\n\n";
-    if (p.descriptor.summary && *p.descriptor.summary) out += std::string(p.descriptor.summary) + "\n\n";
+    if (p.descriptor.summary && *p.descriptor.summary)
+        out += std::string(p.descriptor.summary) + "\n\n";
     if (p.descriptor.description && *p.descriptor.description) {
         out += std::string(p.descriptor.description) + "\n\n";
     }
     out += "## Options\n\n";
-    out += "| option | type | default | description |\n|---|---|---|---|\n";
-    auto cell = [](std::string s) {
-        std::string o;
-        for (char c : s) {
-            if (c == '|') {
-                o += "\\|";
-            } else if (c == '\n') {
-                o += "<br>";
-            } else {
-                o += c;
-            }
-        }
-        return o;
-    };
-    for (const auto* f : ordered(p)) {
-        std::string def = (f->flags & SLUICE_FIELD_REQUIRED) ? "**required**"
-                          : f->default_value                ? "`" + std::string(f->default_value) + "`"
-                                                            : "";
-        std::string desc = f->description;
-        if ((f->flags & SLUICE_FIELD_SECRET) != 0) desc += " *(secret: never logged)*";
-        if ((f->flags & SLUICE_FIELD_ADVANCED) != 0) desc += " *(advanced)*";
-        if (f->example) desc += " Example: `" + std::string(f->example) + "`.";
-        out += "| `" + std::string(f->name) + "` | " + cell(field_type_label(*f)) + " | " + def +
-               " | " + cell(desc) + " |\n";
-    }
+    out += markdown_table(ordered(p));
     return out;
 }
 
@@ -128,8 +137,8 @@ std::string json(const PluginInfo& p) {
             out += "]";
         }
         if (f.flags & SLUICE_FIELD_RANGE) {
-            out += ",\"min\":" + std::to_string(f.min_value) + ",\"max\":" +
-                   std::to_string(f.max_value);
+            out += ",\"min\":" + std::to_string(f.min_value) +
+                   ",\"max\":" + std::to_string(f.max_value);
         }
         out += ",\"secret\":";
         out += (f.flags & SLUICE_FIELD_SECRET) ? "true" : "false";
@@ -152,16 +161,36 @@ std::string json(const PluginInfo& p) {
 std::string field_type_label(const sluice_field_spec& f) {
     std::string base;
     switch (f.type) {
-        case SLUICE_FIELD_STRING: base = "string"; break;
-        case SLUICE_FIELD_INT: base = "integer"; break;
-        case SLUICE_FIELD_FLOAT: base = "number"; break;
-        case SLUICE_FIELD_BOOL: base = "boolean"; break;
-        case SLUICE_FIELD_ENUM: base = "enum: " + enum_list(f, " | "); break;
-        case SLUICE_FIELD_LIST: base = "list of strings"; break;
-        case SLUICE_FIELD_MAP: base = "map of strings"; break;
-        case SLUICE_FIELD_TEMPLATE: base = "template"; break;
-        case SLUICE_FIELD_TEMPLATE_MAP: base = "map of templates"; break;
-        default: base = "unknown"; break;
+        case SLUICE_FIELD_STRING:
+            base = "string";
+            break;
+        case SLUICE_FIELD_INT:
+            base = "integer";
+            break;
+        case SLUICE_FIELD_FLOAT:
+            base = "number";
+            break;
+        case SLUICE_FIELD_BOOL:
+            base = "boolean";
+            break;
+        case SLUICE_FIELD_ENUM:
+            base = "enum: " + enum_list(f, " | ");
+            break;
+        case SLUICE_FIELD_LIST:
+            base = "list of strings";
+            break;
+        case SLUICE_FIELD_MAP:
+            base = "map of strings";
+            break;
+        case SLUICE_FIELD_TEMPLATE:
+            base = "template";
+            break;
+        case SLUICE_FIELD_TEMPLATE_MAP:
+            base = "map of templates";
+            break;
+        default:
+            base = "unknown";
+            break;
     }
     if (f.flags & SLUICE_FIELD_RANGE) {
         auto num = [](double v) {
@@ -175,11 +204,29 @@ std::string field_type_label(const sluice_field_spec& f) {
 
 std::string describe_plugin(const PluginInfo& plugin, DocFormat format) {
     switch (format) {
-        case DocFormat::markdown: return markdown(plugin);
-        case DocFormat::json: return json(plugin);
-        case DocFormat::text: break;
+        case DocFormat::markdown:
+            return markdown(plugin);
+        case DocFormat::json:
+            return json(plugin);
+        case DocFormat::text:
+            break;
     }
     return text(plugin);
+}
+
+std::string describe_route_options() {
+    auto all = [](const std::vector<sluice_field_spec>& fields) {
+        std::vector<const sluice_field_spec*> out;
+        for (const auto& f : fields) out.push_back(&f);
+        return out;
+    };
+    return "<!-- Generated by `sluice options`; edit core/src/route_options.cpp, not this "
+           "file. -->\n# Route options\n\nKeys at the top level of a route manifest, beside "
+           "`route`, `source`, `transforms`, `sink` and `dead_letter`:\n\n" +
+           markdown_table(all(route_option_fields())) +
+           "\n## `buffer:`\n\nWhat the route holds between its source and its sink "
+           "(`buffer: { type: disk, max_bytes: 268435456 }`):\n\n" +
+           markdown_table(all(buffer_option_fields()));
 }
 
 }  // namespace sluice

@@ -1,8 +1,12 @@
+// A route's lifecycle: opening its buffer, building and restarting its stages, stopping and
+// draining. The pipeline itself is in route_pipeline.cpp, what the source hands over in
+// route_ingress.cpp.
 #include "sluice/core/route.hpp"
 
 #include <algorithm>
 #include <random>
 
+#include "sluice/core/buffer/spool_buffer.hpp"
 #include "sluice/core/log.hpp"
 
 namespace sluice {
@@ -13,15 +17,7 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr auto kIdleWait = milliseconds(100);
-constexpr std::uint32_t kSinkRetryInitialMs = 100;
-constexpr std::uint32_t kSinkRetryMaxMs = 5000;
 constexpr std::uint32_t kStopDeadlineMs = 5000;
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // ±20 % jitter so that routes failing together do not retry in lockstep.
 milliseconds jittered(std::uint32_t ms) {
@@ -30,77 +26,35 @@ milliseconds jittered(std::uint32_t ms) {
     return milliseconds(static_cast<std::int64_t>(ms * d(rng)));
 }
 
-// Collects what a transform or sink emits and rejects during one process() call.
-struct StageCall {
-    MessageArena* out = nullptr;
-    std::vector<std::tuple<std::size_t, sluice_status, std::string>> rejects;
-
-    /// The first reject of each index inside the batch: a plugin that rejects a message
-    /// twice (or an index out of range) must not make it count or retry twice.
-    std::vector<std::tuple<std::size_t, sluice_status, std::string>> distinct_rejects(
-        std::size_t batch_size) const {
-        std::vector<bool> seen(batch_size, false);
-        std::vector<std::tuple<std::size_t, sluice_status, std::string>> distinct;
-        for (const auto& r : rejects) {
-            const std::size_t index = std::get<0>(r);
-            if (index < batch_size && !seen[index]) {
-                seen[index] = true;
-                distinct.push_back(r);
-            }
-        }
-        return distinct;
-    }
-
-    sluice_emitter emitter() {
-        sluice_emitter e{};
-        e.struct_size = sizeof e;
-        e.ctx = this;
-        e.emit = [](void* ctx, const sluice_message* m) {
-            auto* call = static_cast<StageCall*>(ctx);
-            if (call->out == nullptr || m == nullptr) return SLUICE_ERROR;  // sinks do not emit
-            try {
-                call->out->append(*m);
-                return SLUICE_OK;
-            } catch (const std::exception&) {  // nothing may unwind into plugin code
-                return SLUICE_ERROR;
-            }
-        };
-        e.reject = [](void* ctx, std::size_t index, sluice_status status, const char* reason) {
-            try {
-                static_cast<StageCall*>(ctx)->rejects.emplace_back(index, status,
-                                                                   reason ? reason : "rejected");
-            } catch (const std::exception&) {  // out of memory: the message counts as done
-            }
-        };
-        e.end_of_input = [](void*) {};
-        return e;
-    }
-};
-
 }  // namespace
 
 const char* route_state_name(RouteState s) {
     switch (s) {
-        case RouteState::starting: return "starting";
-        case RouteState::running: return "running";
-        case RouteState::degraded: return "degraded";
-        case RouteState::failed: return "failed";
-        case RouteState::stopped: return "stopped";
+        case RouteState::starting:
+            return "starting";
+        case RouteState::running:
+            return "running";
+        case RouteState::degraded:
+            return "degraded";
+        case RouteState::failed:
+            return "failed";
+        case RouteState::stopped:
+            return "stopped";
     }
     return "unknown";
 }
 
-Route::Route(RouteSpec spec)
-    : spec_(std::move(spec)),
-      queue_(spec_.options.queue_capacity, spec_.options.batch_size,
-             spec_.options.when_full == RouteOptions::WhenFull::drop_newest) {}
+Route::Route(RouteSpec spec, std::filesystem::path state_dir)
+    : spec_(std::move(spec)), state_dir_(std::move(state_dir)) {}
 
 Route::~Route() {
     request_stop();
     join();
 }
 
-void Route::start() { worker_ = std::thread([this] { run(); }); }
+void Route::start() {
+    worker_ = std::thread([this] { run(); });
+}
 
 void Route::request_stop() {
     {
@@ -110,7 +64,6 @@ void Route::request_stop() {
         stop_requested_ = true;
         wake_ = true;
     }
-    queue_.wake();
     wait_cv_.notify_all();
 }
 
@@ -130,6 +83,7 @@ void Route::join() {
 
 RouteStatus Route::status() const {
     std::lock_guard lock(state_mu_);
+    const std::string* call = in_call_.load(std::memory_order_acquire);
     return {spec_.name,
             state_,
             reason_,
@@ -138,10 +92,67 @@ RouteStatus Route::status() const {
             counters_.filtered.load(),
             counters_.errors.load(),
             counters_.dropped_full.load(),
+            counters_.dropped_overflow.load(),
+            counters_.dropped_oversize.load(),
+            counters_.dead_lettered.load(),
             counters_.retries.load(),
             counters_.restarts.load(),
-            queue_.size() + held_.load(),
-            counters_.undelivered.load()};
+            buffer_ ? buffer_->messages() : 0,
+            buffer_ ? buffer_->bytes() : 0,
+            counters_.undelivered.load(),
+            spec_.options.buffer.type == BufferOptions::Type::disk,
+            call != nullptr ? *call : std::string(),
+            counters_.holds.load(),
+            counters_.dead_letter_failed.load()};
+}
+
+std::string Route::summary() const {
+    const auto c = status();
+    return "received " + std::to_string(c.received) + ", delivered " + std::to_string(c.delivered) +
+           ", errors " + std::to_string(c.errors) + ", dropped " +
+           std::to_string(c.dropped_full + c.dropped_overflow + c.dropped_oversize) + " (full " +
+           std::to_string(c.dropped_full) + ", overflow " + std::to_string(c.dropped_overflow) +
+           ", oversize " + std::to_string(c.dropped_oversize) + "), dead-lettered " +
+           std::to_string(c.dead_lettered) + ", restarts " + std::to_string(c.restarts);
+}
+
+bool Route::holds_nothing() const {
+    return buffer_->messages() == 0 && ingress_.empty() && pending_.empty() &&
+           dead_letters_.empty();
+}
+
+bool Route::open_buffer(std::string& error) {
+    const auto& b = spec_.options.buffer;
+    try {
+        std::unique_ptr<RouteBuffer> buffer;
+        if (b.type == BufferOptions::Type::memory) {
+            buffer = make_memory_buffer(spec_.options.batch_size);
+        } else {
+            const auto dir = state_dir_ / "routes" / spec_.name / "spool";
+            SpoolReport report;
+            buffer = make_disk_buffer(dir, b, report);
+            if (report.records > 0 || report.torn_bytes > 0 || report.corrupt_records > 0) {
+                log::info("route " + spec_.name,
+                          "spool recovered " + std::to_string(report.records) + " messages (" +
+                              std::to_string(report.bytes) + " bytes); skipped: torn tail " +
+                              std::to_string(report.torn_bytes) + " bytes, corrupt records " +
+                              std::to_string(report.corrupt_records) + " (" +
+                              std::to_string(report.corrupt_bytes) + " bytes)");
+            }
+            if (report.torn_bytes > 0 || report.corrupt_records > 0) {
+                log::warn("route " + spec_.name,
+                          "the spool in " + dir.string() +
+                              " had damaged records (a crash during a write, or a disk "
+                              "fault); they were skipped, never delivered");
+            }
+        }
+        std::lock_guard lock(state_mu_);
+        buffer_ = std::move(buffer);
+        return true;
+    } catch (const std::exception& e) {
+        error = std::string("cannot open the route's buffer: ") + e.what();
+        return false;
+    }
 }
 
 void Route::set_state(RouteState s, std::string reason) {
@@ -153,48 +164,31 @@ void Route::set_state(RouteState s, std::string reason) {
 
 bool Route::wait_for(Clock::time_point until) {
     // Woken once per event (a stop request, a FATAL report), not for as long as the event
-    // holds: a retry back-off while draining must still sleep, not spin.
+    // holds: a retry back-off while draining must still sleep, not spin. New input does not
+    // end a back-off.
     std::unique_lock lock(wait_mu_);
     const bool woken = wait_cv_.wait_until(lock, until, [this] { return wake_; });
     wake_ = false;
     return !woken;
 }
 
-sluice_status Route::on_emit(const sluice_message& in) {
-    if (in.payload_len > spec_.options.max_payload_bytes) {
-        counters_.errors.fetch_add(1);
-        log::warn("route " + spec_.name,
-                  "source message on '" + std::string(in.topic, in.topic_len) + "' has " +
-                      std::to_string(in.payload_len) + " bytes, over max_payload_bytes " +
-                      std::to_string(spec_.options.max_payload_bytes) + ": dropped");
-        return SLUICE_ERROR;
+void Route::wait_for_input(Clock::time_point until) {
+    std::unique_lock lock(wait_mu_);
+    worker_waiting_.store(true);
+    // seq_cst pairs with take(): either this sees the new message, or take() sees us waiting.
+    if (buffer_->unread() == 0) {
+        wait_cv_.wait_until(lock, until, [this] { return wake_ || input_ready_; });
     }
-    sluice_message m = in;
-    if (m.timestamp_ms == 0) m.timestamp_ms = now_ms();
-    RouteQueue::Push pushed;
-    try {
-        pushed = queue_.push(m);
-    } catch (const std::exception& e) {  // nothing may unwind into the plugin's thread
-        counters_.errors.fetch_add(1);
-        log::error("route " + spec_.name, std::string("cannot queue a message: ") + e.what());
-        return SLUICE_ERROR;
-    }
-    switch (pushed) {
-        case RouteQueue::Push::ok:
-            counters_.received.fetch_add(1, std::memory_order_relaxed);
-            return SLUICE_OK;
-        case RouteQueue::Push::dropped:
-            counters_.dropped_full.fetch_add(1, std::memory_order_relaxed);
-            return SLUICE_ERROR;
-        case RouteQueue::Push::closed:
-            break;
-    }
-    return SLUICE_FATAL;
+    worker_waiting_.store(false);
+    input_ready_ = false;
+    wake_ = false;
 }
 
 void Route::on_end_of_input() {
     input_ended_ = true;
-    queue_.wake();
+    std::lock_guard lock(wait_mu_);
+    wake_ = true;
+    wait_cv_.notify_all();
 }
 
 void Route::on_report_state(const std::string& stage, sluice_status state, const char* reason) {
@@ -206,7 +200,6 @@ void Route::on_report_state(const std::string& stage, sluice_status state, const
         fatal_reason_ = stage + ": " + (why.empty() ? "gave up" : why);
         wake_ = true;
         wait_cv_.notify_all();
-        queue_.wake();
         return;
     }
     std::lock_guard lock(state_mu_);
@@ -265,6 +258,12 @@ bool Route::build_downstream(std::string& error) {
             transforms_.push_back(
                 std::make_unique<PluginInstance>(*t.plugin, *t.config, &make_host(t)->api));
         }
+        if (spec_.dead_letter.plugin != nullptr) {
+            current = &spec_.dead_letter;
+            dead_letter_ = std::make_unique<PluginInstance>(*spec_.dead_letter.plugin,
+                                                            *spec_.dead_letter.config,
+                                                            &make_host(spec_.dead_letter)->api);
+        }
     } catch (const StageFailure& f) {
         error = current->label + ": " + f.message;
         return false;
@@ -272,6 +271,10 @@ bool Route::build_downstream(std::string& error) {
     std::string err;
     if (sink_->start(nullptr, err) != SLUICE_OK) {
         error = spec_.sink.label + ": start failed: " + err;
+        return false;
+    }
+    if (dead_letter_ && dead_letter_->start(nullptr, err) != SLUICE_OK) {
+        error = spec_.dead_letter.label + ": start failed: " + err;
         return false;
     }
     for (std::size_t i = 0; i < transforms_.size(); ++i) {
@@ -299,24 +302,30 @@ bool Route::build_source(std::string& error) {
     };
     source_emitter_.reject = [](void*, std::size_t, sluice_status, const char*) {};
     source_emitter_.end_of_input = [](void* ctx) { static_cast<Route*>(ctx)->on_end_of_input(); };
+    source_can_hold_.store(source_->can_hold_input());
     std::string err;
     if (source_->start(&source_emitter_, err) != SLUICE_OK) {
         error = spec_.source.label + ": start failed: " + err;
         return false;
     }
+    set_hold_target(source_.get());
     return true;
 }
 
 void Route::teardown_source(std::uint32_t deadline_ms) {
-    // A source blocked on a full queue must be able to return, or stop() would wait forever.
-    queue_.set_unbounded(true);
+    // No more hold requests to an instance being stopped; and a source waiting for room
+    // (ABI 1.0) must be able to return, or stop() would wait forever. What it still emits
+    // while stopping is taken: it was acknowledged to its origin already.
+    set_hold_target(nullptr);
+    releasing_source_.store(true);
+    room_cv_.notify_all();
     std::string err;
     if (source_ && source_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.source.label + ": stop: " + err);
     }
     source_.reset();
     source_host_.reset();
-    queue_.set_unbounded(false);
+    releasing_source_.store(false);
 }
 
 void Route::teardown_downstream(std::uint32_t deadline_ms) {
@@ -329,165 +338,13 @@ void Route::teardown_downstream(std::uint32_t deadline_ms) {
     if (sink_ && sink_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.sink.label + ": stop: " + err);
     }
+    if (dead_letter_ && dead_letter_->stop(deadline_ms, err) != SLUICE_OK) {
+        log::warn("route " + spec_.name, spec_.dead_letter.label + ": stop: " + err);
+    }
     transforms_.clear();
     sink_.reset();
+    dead_letter_.reset();
     downstream_hosts_.clear();
-}
-
-void Route::handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
-                         const std::string& reason) {
-    counters_.errors.fetch_add(1, std::memory_order_relaxed);
-    // One warning per second per route at most: a flood of bad payloads must not become a
-    // flood of log lines. The counter keeps the exact figure.
-    const auto now = Clock::now();
-    if (now - last_error_log_ < std::chrono::seconds(1)) {
-        ++suppressed_errors_;
-        return;
-    }
-    last_error_log_ = now;
-    const auto& m = arena.at(index);
-    std::string line = stage + ": message on '" + std::string(m.topic, m.topic_len) + "' " +
-                       (spec_.options.on_error == RouteOptions::OnError::drop ? "dropped"
-                                                                               : "failed") +
-                       ": " + reason;
-    if (suppressed_errors_ > 0) {
-        line += " (" + std::to_string(suppressed_errors_) + " more since the last warning)";
-        suppressed_errors_ = 0;
-    }
-    log::warn("route " + spec_.name, line);
-}
-
-Route::Step Route::run_transforms() {
-    // The chain works in its own arenas and leaves ingress_ untouched until every transform
-    // succeeded: after a failure the restarted chain starts again from the original input,
-    // so no transform ever sees a message twice.
-    MessageArena* in = &ingress_;
-    for (std::size_t i = 0; i < transforms_.size(); ++i) {
-        MessageArena* out = in == &work_a_ ? &work_b_ : &work_a_;
-        out->clear();
-        StageCall call;
-        call.out = out;
-        const sluice_emitter e = call.emitter();
-        std::string err;
-        const auto s = transforms_[i]->process(in->batch(), &e, err);
-        const std::string& label = spec_.transforms[i].label;
-        if (s == SLUICE_FATAL) {
-            fail(label, err);
-            return Step::failed;  // ingress_ is kept for the restarted route
-        }
-        const bool stop_on_error = spec_.options.on_error == RouteOptions::OnError::stop;
-        if (s != SLUICE_OK) {
-            // RETRY from a transform is an error too: the same input would fail the same way.
-            if (stop_on_error) {
-                fail(label, "on_error is stop: " + err);
-                return Step::halted;
-            }
-            for (std::size_t j = 0; j < in->size(); ++j) handle_error(*in, j, label, err);
-            ingress_.clear();
-            return Step::progressed;
-        }
-        const auto rejects = call.distinct_rejects(in->size());
-        if (!rejects.empty() && stop_on_error) {
-            fail(label, "on_error is stop: " + std::get<2>(rejects.front()));
-            return Step::halted;
-        }
-        for (const auto& [index, status, reason] : rejects) handle_error(*in, index, label, reason);
-        const std::size_t consumed = in->size() - rejects.size();
-        if (out->size() < consumed) {
-            counters_.filtered.fetch_add(consumed - out->size(), std::memory_order_relaxed);
-        }
-        in = out;
-        if (in->empty()) break;  // everything filtered or rejected: nothing for the rest
-    }
-    pending_.swap(*in);
-    ingress_.clear();
-    work_a_.clear();
-    work_b_.clear();
-    return Step::progressed;
-}
-
-Route::Step Route::deliver() {
-    StageCall call;
-    const sluice_emitter e = call.emitter();
-    std::string err;
-    const auto s = sink_->process(pending_.batch(), &e, err);
-    const std::string& label = spec_.sink.label;
-    const bool stop_on_error = spec_.options.on_error == RouteOptions::OnError::stop;
-    std::uint32_t& retry_ms = sink_retry_ms_;
-    switch (s) {
-        case SLUICE_OK: {
-            std::vector<std::size_t> retry;
-            std::size_t errors = 0;
-            for (const auto& [index, status, reason] : call.distinct_rejects(pending_.size())) {
-                if (status == SLUICE_RETRY) {
-                    retry.push_back(index);
-                } else {
-                    if (stop_on_error) {
-                        fail(label, "on_error is stop: " + reason);
-                        return Step::halted;
-                    }
-                    handle_error(pending_, index, label, reason);
-                    ++errors;
-                }
-            }
-            counters_.delivered.fetch_add(pending_.size() - retry.size() - errors,
-                                          std::memory_order_relaxed);
-            if (!retry.empty()) {
-                scratch_.clear();
-                for (auto index : retry) scratch_.append_from(pending_, index);
-                pending_.swap(scratch_);
-                scratch_.clear();
-                counters_.retries.fetch_add(1, std::memory_order_relaxed);
-                wait_for(Clock::now() + jittered(retry_ms));
-                retry_ms = std::min(retry_ms * 2, kSinkRetryMaxMs);
-                return Step::idle;
-            }
-            pending_.clear();
-            retry_ms = kSinkRetryInitialMs;
-            {
-                std::lock_guard lock(state_mu_);
-                if (state_ == RouteState::degraded && degraded_stage_ == label) {
-                    state_ = RouteState::running;
-                    reason_.clear();
-                    degraded_stage_.clear();
-                    log::info("route " + spec_.name, label + " recovered");
-                }
-            }
-            return Step::progressed;
-        }
-        case SLUICE_RETRY:
-            counters_.retries.fetch_add(1, std::memory_order_relaxed);
-            on_report_state(label, SLUICE_RETRY, err.c_str());
-            wait_for(std::min(Clock::now() + jittered(retry_ms),
-                              stopping() ? drain_deadline() : Clock::time_point::max()));
-            retry_ms = std::min(retry_ms * 2, kSinkRetryMaxMs);
-            return Step::idle;
-        case SLUICE_ERROR:
-            if (stop_on_error) {
-                fail(label, "on_error is stop: " + err);
-                return Step::halted;
-            }
-            for (std::size_t j = 0; j < pending_.size(); ++j) handle_error(pending_, j, label, err);
-            pending_.clear();
-            return Step::progressed;
-        default:
-            fail(label, err);
-            return Step::failed;
-    }
-}
-
-Route::Step Route::step() {
-    Step s;
-    if (pending_.empty() && ingress_.empty() && !queue_.take(ingress_, kIdleWait)) {
-        s = Step::idle;
-    } else if (pending_.empty()) {
-        s = run_transforms();
-        if (s == Step::progressed && !pending_.empty()) s = deliver();
-    } else {
-        s = deliver();
-    }
-    held_.store(ingress_.size() + pending_.size(), std::memory_order_relaxed);
-    return s;
 }
 
 void Route::fail(const std::string& stage, const std::string& message) {
@@ -497,13 +354,14 @@ void Route::fail(const std::string& stage, const std::string& message) {
 }
 
 void Route::run() {
-    queue_.set_consumer(std::this_thread::get_id());
+    worker_id_ = std::this_thread::get_id();
     try {
         run_loop();
     } catch (const std::exception& e) {
         // A host bug or exhausted memory: fail this route, not the process.
+        closed_ = true;
         fail("", std::string("internal error: ") + e.what());
-        counters_.undelivered.store(queue_.size() + ingress_.size() + pending_.size());
+        if (buffer_ && !buffer_->durable()) counters_.undelivered.store(buffer_->messages());
         done_ = true;
     }
 }
@@ -526,6 +384,14 @@ void Route::run_loop() {
     // and its messages wait in the queue; when the source fails, the sink keeps delivering.
     bool source_up = false;
     bool downstream_up = false;
+    while (!stopping() && !buffer_) {
+        std::string error;
+        if (open_buffer(error)) break;
+        // A spool that cannot be opened (permissions, a full disk) may be fixed meanwhile.
+        fail("", error);
+        schedule_restart();
+        wait_for(next_attempt);
+    }
     while (!stopping()) {
         if (source_failed_.exchange(false) && source_up) {
             fail("", fatal_reason());
@@ -547,8 +413,10 @@ void Route::run_loop() {
             if (Clock::now() < next_attempt) {
                 if (downstream_up) {
                     // Only the source is down: what the route holds still goes out.
-                    if (step() == Step::idle) wait_for(std::min(next_attempt,
-                                                                Clock::now() + kIdleWait));
+                    const Step s = step();
+                    if (s == Step::empty) {
+                        wait_for_input(std::min(next_attempt, Clock::now() + kIdleWait));
+                    }
                 } else {
                     wait_for(next_attempt);
                 }
@@ -592,13 +460,23 @@ void Route::run_loop() {
             log::error(scope, "halted (on_error: stop); fix the cause and reload the route");
         } else if (s == Step::progressed) {
             backoff = spec_.options.restart_initial_ms;
-        } else if (input_ended_ && queue_.size() == 0 && ingress_.empty() && pending_.empty()) {
-            finished = true;
-            break;
+        } else if (s == Step::empty) {
+            if (input_ended_ && holds_nothing()) {
+                finished = true;
+                break;
+            }
+            wait_for_input(Clock::now() + kIdleWait);
         }
     }
-    if (!downstream_up && !halted &&
-        (queue_.size() > 0 || !ingress_.empty() || !pending_.empty())) {
+    if (!buffer_) {
+        closed_ = true;
+        teardown_source(kStopDeadlineMs);
+        teardown_downstream(kStopDeadlineMs);
+        set_state(RouteState::stopped, "stopped before its buffer could be opened");
+        done_ = true;
+        return;
+    }
+    if (!downstream_up && !halted && !holds_nothing()) {
         // Stopping while the sink side waits for its restart: one more try, so that what the
         // route holds is delivered if the destination is back, rather than dropped.
         std::string error;
@@ -608,41 +486,41 @@ void Route::run_loop() {
             teardown_downstream(kStopDeadlineMs);
         }
     }
-    const bool built = downstream_up;
-    if (built) {
+    const bool durable = buffer_->durable();
+    if (downstream_up) {
         // Graceful stop: no new input, deliver what we hold until the drain deadline.
-        std::string err;
         teardown_source(kStopDeadlineMs);
-        while ((queue_.size() > 0 || !ingress_.empty() || !pending_.empty()) &&
+        closed_ = true;
+        while (!holds_nothing() &&
                Clock::now() < (finished ? Clock::time_point::max() : drain_deadline())) {
             const Step s = step();
             if (s == Step::failed || s == Step::halted) break;
         }
-        const std::size_t left = queue_.size() + ingress_.size() + pending_.size();
-        if (left > 0) {
-            log::error(scope, std::to_string(left) +
-                                  " messages were not delivered before the drain deadline");
-        }
-        counters_.undelivered.store(left);
-        const auto remaining = std::chrono::duration_cast<milliseconds>(
-            drain_deadline() - Clock::now());
+        const auto remaining =
+            std::chrono::duration_cast<milliseconds>(drain_deadline() - Clock::now());
         teardown_downstream(static_cast<std::uint32_t>(
             std::clamp<std::int64_t>(remaining.count(), 1000, kStopDeadlineMs)));
     } else {
         teardown_source(kStopDeadlineMs);
+        closed_ = true;
         teardown_downstream(kStopDeadlineMs);
-        const std::size_t left = queue_.size() + ingress_.size() + pending_.size();
-        if (left > 0) {
-            log::error(scope, std::to_string(left) + " messages were not delivered: the route " +
-                                  (halted ? "was halted" : "could not deliver"));
-        }
+    }
+    // What was read and not confirmed is still the buffer's: a disk spool keeps it all.
+    const std::uint64_t left = buffer_->messages() + dead_letters_.size();
+    if (left > 0 && durable) {
+        log::warn(scope, std::to_string(left) +
+                             " messages were not delivered before the route stopped; they stay "
+                             "in its disk spool and are delivered after the next start");
+    } else if (left > 0) {
+        log::error(scope, std::to_string(left) + " messages were not delivered and are lost: " +
+                              (halted          ? "the route was halted"
+                               : downstream_up ? "the drain deadline passed"
+                                               : "the route could not deliver") +
+                              " (a disk buffer would have kept them)");
         counters_.undelivered.store(left);
     }
-    const auto c = status();
-    log::info(scope, std::string(finished ? "input finished" : "stopped") + ": received " +
-                         std::to_string(c.received) + ", delivered " +
-                         std::to_string(c.delivered) + ", errors " + std::to_string(c.errors) +
-                         ", restarts " + std::to_string(c.restarts));
+    buffer_->flush();
+    log::info(scope, std::string(finished ? "input finished" : "stopped") + ": " + summary());
     {
         std::lock_guard lock(state_mu_);
         if (state_ != RouteState::failed || !halted) {

@@ -5,16 +5,26 @@ namespace sluice {
 Supervisor::~Supervisor() { stop_all(); }
 
 void Supervisor::start(RouteSpec spec) {
-    auto route = std::make_unique<Route>(std::move(spec));
+    auto route = std::make_unique<Route>(std::move(spec), state_dir_);
     route->start();
     std::lock_guard lock(mu_);
     routes_.push_back(std::move(route));
 }
 
-void Supervisor::stop_all() {
+void Supervisor::request_stop_all() {
     std::lock_guard lock(mu_);
     for (auto& r : routes_) r->request_stop();
-    for (auto& r : routes_) r->join();
+}
+
+void Supervisor::stop_all() {
+    std::vector<Route*> routes;
+    {
+        // Not held while joining: status() must keep answering while routes drain.
+        std::lock_guard lock(mu_);
+        for (auto& r : routes_) routes.push_back(r.get());
+    }
+    for (auto* r : routes) r->request_stop();
+    for (auto* r : routes) r->join();
 }
 
 bool Supervisor::all_done() const {

@@ -39,15 +39,19 @@ TEST_CASE("a well-formed C plugin loads", "[abi]") {
 TEST_CASE("ABI major mismatch is rejected with both versions and the remedy", "[abi]") {
     const auto e = single_error({"wrong-major"});
     CHECK_THAT(e, Catch::Contains("wrong-major/sluice-fx-wrong-major.so"));
-    CHECK_THAT(e, Catch::Contains("built for ABI 99.0"));
-    CHECK_THAT(e, Catch::Contains("this host has ABI 1.0"));
-    CHECK_THAT(e, Catch::Contains("rebuild the plugin against Sluice SDK 1.0"));
+    const std::string host =
+        std::to_string(SLUICE_ABI_MAJOR) + "." + std::to_string(SLUICE_ABI_MINOR);
+    CHECK_THAT(e, Catch::Contains("built for ABI 99." + std::to_string(SLUICE_ABI_MINOR)));
+    CHECK_THAT(e, Catch::Contains("this host has ABI " + host));
+    CHECK_THAT(e, Catch::Contains("rebuild the plugin against Sluice SDK " + host));
 }
 
 TEST_CASE("a plugin needing a newer minor is rejected", "[abi]") {
     const auto e = single_error({"newer-minor"});
     CHECK_THAT(e, Catch::Contains("sluice-fx-newer-minor.so"));
-    CHECK_THAT(e, Catch::Contains("needs ABI 1.1, newer than this host's 1.0"));
+    CHECK_THAT(e,
+               Catch::Contains("needs ABI 1." + std::to_string(SLUICE_ABI_MINOR + 1) +
+                               ", newer than this host's 1." + std::to_string(SLUICE_ABI_MINOR)));
     CHECK_THAT(e, Catch::Contains("upgrade sluice"));
 }
 

@@ -1,6 +1,6 @@
 // Routes in process: isolation, restart with back-off, error policies, draining.
+#include <algorithm>
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <thread>
 
@@ -25,8 +25,9 @@ const sluice::PluginRegistry& registry() {
 
 fs::path scratch_dir() {
     static int n = 0;
-    const fs::path dir = fs::temp_directory_path() /
-                         ("sluice-runtime-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    const fs::path dir =
+        fs::temp_directory_path() /
+        ("sluice-runtime-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;
@@ -137,8 +138,7 @@ sink: {double-reject-sink: {path: "${DIR}/out.txt"}}
     CHECK(s.retries == 1);
 }
 
-TEST_CASE("a plugin whose create throws fails only its route, which keeps retrying",
-          "[runtime]") {
+TEST_CASE("a plugin whose create throws fails only its route, which keeps retrying", "[runtime]") {
     const auto dir = scratch_dir();
     sluice::Supervisor sup;
     for (auto& r : routes(dir, R"(route: good
@@ -159,7 +159,8 @@ sink: {throwing-create: {}}
     CHECK(broken.state == sluice::RouteState::failed);
     CHECK_THAT(broken.reason, Catch::Contains("sink throwing-create: create failed: fixture "
                                               "refuses to be created"));
-    CHECK(wait_until([&] { return find(sup.status(), "good").state == sluice::RouteState::stopped; }));
+    CHECK(wait_until(
+        [&] { return find(sup.status(), "good").state == sluice::RouteState::stopped; }));
     sup.stop_all();
 }
 
@@ -180,8 +181,10 @@ sink: {file-sink: {path: "${DIR}/halts.jsonl", format: raw}}
 )")) {
         sup.start(std::move(r));
     }
-    REQUIRE(wait_until([&] { return find(sup.status(), "drops").state == sluice::RouteState::stopped; }));
-    REQUIRE(wait_until([&] { return find(sup.status(), "halts").state == sluice::RouteState::failed; }));
+    REQUIRE(wait_until(
+        [&] { return find(sup.status(), "drops").state == sluice::RouteState::stopped; }));
+    REQUIRE(wait_until(
+        [&] { return find(sup.status(), "halts").state == sluice::RouteState::failed; }));
     const auto drops = find(sup.status(), "drops");
     CHECK(drops.errors == 2);
     CHECK(drops.delivered == 3);
@@ -198,8 +201,7 @@ sink: {file-sink: {path: "${DIR}/halts.jsonl", format: raw}}
     sup.stop_all();
 }
 
-TEST_CASE("an unwritable path fails the route with a clear error, not the process",
-          "[runtime]") {
+TEST_CASE("an unwritable path fails the route with a clear error, not the process", "[runtime]") {
     const auto dir = scratch_dir();
     fs::create_directories(dir / "locked");
     std::ofstream(dir / "locked" / "blocker") << "a file where a directory is needed";
@@ -215,7 +217,7 @@ sink: {file-sink: {path: "${DIR}/locked/blocker/out.jsonl"}}
     const auto s = find(sup.status(), "unwritable");
     CHECK_THAT(s.reason, Catch::Contains("sink file-sink"));
     CHECK_THAT(s.reason, Catch::Contains("locked/blocker"));
-    CHECK(s.queued == 10);  // nothing lost: the messages wait for the path to be fixed
+    CHECK(s.buffered == 10);  // nothing lost: the messages wait for the path to be fixed
     fs::remove(dir / "locked" / "blocker");
     REQUIRE(wait_until([&] { return find(sup.status(), "unwritable").delivered == 10; }));
     sup.stop_all();
@@ -237,4 +239,138 @@ sink: {file-sink: {path: "${DIR}/endless.jsonl", format: raw}}
     CHECK(s.state == sluice::RouteState::stopped);
     CHECK(s.received == s.delivered);
     CHECK(lines(dir / "endless.jsonl") == s.delivered);
+}
+
+namespace {
+
+std::vector<long> numbers(const fs::path& file) {
+    std::vector<long> out;
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) out.push_back(std::stol(line));
+    return out;
+}
+
+bool in_order_from_zero(const std::vector<long>& v) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] != static_cast<long>(i)) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("a full route holds its source back: nothing lost and nothing waits in emit",
+          "[runtime][buffer]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: held
+buffer: {max_bytes: 65536}
+source: {burst-source: {count: 3000, payload_bytes: 500, holds_file: "${DIR}/holds"}}
+sink: {gate-sink: {path: "${DIR}/out", gate: "${DIR}/gate"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    // The sink hangs: the buffer fills to its bound and the source is asked to hold back.
+    REQUIRE(wait_until([&] { return find(sup.status(), "held").holds >= 1; }));
+    const auto full = find(sup.status(), "held");
+    CHECK(full.buffered_bytes <= 65536 + 65536 / 4 + 65536);  // max_bytes + headroom
+    CHECK(full.dropped_full + full.dropped_overflow == 0);
+    std::ofstream(dir / "gate") << "open";
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    const auto done = find(sup.status(), "held");
+    CHECK(done.delivered == 3000);
+    CHECK(done.dropped_full + done.dropped_overflow == 0);
+    const auto out = numbers(dir / "out");
+    CHECK(out.size() == 3000);
+    CHECK(in_order_from_zero(out));
+    sup.stop_all();
+    CHECK(numbers(dir / "holds").front() >= 1);
+}
+
+TEST_CASE("when_full drop_newest and drop_oldest count every drop", "[runtime][buffer]") {
+    for (const std::string policy : {"drop_newest", "drop_oldest"}) {
+        DYNAMIC_SECTION(policy) {
+            const auto dir = scratch_dir();
+            sluice::Supervisor sup;
+            for (auto& r : routes(dir, "route: drops\nbuffer: {max_bytes: 65536, when_full: " +
+                                           policy + "}\nbatch_size: 50\n" + R"(
+source: {burst-source: {count: 3000, payload_bytes: 500}}
+sink: {gate-sink: {path: "${DIR}/out", gate: "${DIR}/gate"}}
+)")) {
+                sup.start(std::move(r));
+            }
+            REQUIRE(wait_until([&] { return find(sup.status(), "drops").dropped_full > 0; }));
+            std::ofstream(dir / "gate") << "open";
+            REQUIRE(wait_until([&] { return sup.all_done(); }));
+            const auto s = find(sup.status(), "drops");
+            CHECK(s.holds == 0);
+            CHECK(s.delivered + s.dropped_full == 3000);
+            const auto out = numbers(dir / "out");
+            CHECK(out.size() == s.delivered);
+            CHECK(std::is_sorted(out.begin(), out.end()));
+            if (policy == "drop_newest") {
+                CHECK(out.front() == 0);  // the oldest were kept
+            } else {
+                CHECK(out.back() == 2999);  // the newest were kept
+            }
+            sup.stop_all();
+        }
+    }
+}
+
+TEST_CASE("dead_letter receives failed and oversize messages unchanged with why and where",
+          "[runtime][policy]") {
+    const auto dir = scratch_dir();
+    std::ofstream(dir / "in.txt") << "1\nnot-a-number\n3\n" << std::string(300, 'y') << "\n5\n";
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: dl
+max_payload_bytes: 200
+on_error: dead_letter
+source: {test-source: {file: "${DIR}/in.txt"}}
+transforms:
+  - json-transform: {parse: number}
+sink: {file-sink: {path: "${DIR}/good.jsonl", format: raw}}
+dead_letter: {file-sink: {path: "${DIR}/dead.jsonl"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    const auto s = find(sup.status(), "dl");
+    CHECK(s.delivered == 3);
+    CHECK(s.dead_lettered == 2);
+    CHECK(s.dropped_oversize == 1);
+    CHECK(lines(dir / "good.jsonl") == 3);
+    std::ifstream in(dir / "dead.jsonl");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(all.find("\"payload\":\"not-a-number\"") != std::string::npos);
+    CHECK(all.find(std::string(300, 'y')) != std::string::npos);
+    CHECK(all.find("\"sluice.error.stage\":\"transforms[0] json-transform\"") != std::string::npos);
+    CHECK(all.find("\"sluice.error.route\":\"dl\"") != std::string::npos);
+    CHECK(all.find("larger than max_payload_bytes") != std::string::npos);
+    CHECK(all.find("sluice.error.time_ms") != std::string::npos);
+    CHECK(all.find("\"sluice.original.topic\"") != std::string::npos);
+    sup.stop_all();
+}
+
+TEST_CASE("a route stuck in a plugin call shows where while other routes finish", "[runtime]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: stuck
+source: {test-source: {generate: 10}}
+sink: {gate-sink: {path: "${DIR}/stuck", gate: "${DIR}/gate"}}
+---
+route: free
+source: {test-source: {generate: 2000}}
+sink: {file-sink: {path: "${DIR}/free.jsonl"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until(
+        [&] { return find(sup.status(), "free").state == sluice::RouteState::stopped; }));
+    CHECK(lines(dir / "free.jsonl") == 2000);
+    CHECK(find(sup.status(), "stuck").stuck_in == "sink gate-sink");
+    std::ofstream(dir / "gate") << "open";
+    sup.stop_all();
+    CHECK(lines(dir / "stuck") == 10);
 }

@@ -69,7 +69,9 @@ TEST_CASE("a valid manifest loads with defaults filled in", "[core][manifest]") 
     REQUIRE(r.routes.size() == 1);
     const auto& route = r.routes[0];
     CHECK(route.name == "temps");
-    CHECK(route.options.queue_capacity == 10000);
+    CHECK(route.options.buffer.max_bytes == 16u << 20);
+    CHECK(route.options.buffer.type == sluice::BufferOptions::Type::memory);
+    CHECK(route.options.buffer.when_full == sluice::BufferOptions::WhenFull::block);
     CHECK(route.source.plugin->id == "test-source");
     REQUIRE(route.transforms.size() == 1);
     CHECK(route.sink.plugin->id == "file-sink");
@@ -86,13 +88,16 @@ TEST_CASE("a valid manifest loads with defaults filled in", "[core][manifest]") 
 
 TEST_CASE("several routes per file, and route options", "[core][manifest]") {
     const auto r = load(std::string(kValid) + "---\n" +
-                        "route: second\nqueue_capacity: 5\nwhen_full: drop_newest\n"
+                        "route: second\nbuffer: {max_bytes: 5000, when_full: drop_oldest, "
+                        "type: disk, fsync: always}\n"
                         "on_error: stop\nsource: {test-source: {generate: 3}}\n"
                         "sink: {file-sink: {path: /tmp/x}}\n");
     REQUIRE(r.errors.empty());
     REQUIRE(r.routes.size() == 2);
-    CHECK(r.routes[1].options.queue_capacity == 5);
-    CHECK(r.routes[1].options.when_full == sluice::RouteOptions::WhenFull::drop_newest);
+    CHECK(r.routes[1].options.buffer.max_bytes == 5000);
+    CHECK(r.routes[1].options.buffer.when_full == sluice::BufferOptions::WhenFull::drop_oldest);
+    CHECK(r.routes[1].options.buffer.type == sluice::BufferOptions::Type::disk);
+    CHECK(r.routes[1].options.buffer.fsync == sluice::BufferOptions::Fsync::always);
     CHECK(r.routes[1].options.on_error == sluice::RouteOptions::OnError::stop);
     CHECK(r.routes[0].fingerprint() != r.routes[1].fingerprint());
     CHECK(load(kValid).routes[0].fingerprint() == r.routes[0].fingerprint());
@@ -144,9 +149,32 @@ TEST_CASE("validation errors name file:line:col, the path and the remedy", "[cor
          {":3:1: malformed YAML: "}},
         {"unknown route-level key",
          head + sink + "queue: 5\n",
-         {":8:1: route r1 > queue: unknown key 'queue' (allowed: batch_size, drain_timeout_ms, "
-          "max_payload_bytes, on_error, queue_capacity, restart_initial_ms, restart_max_ms, "
-          "route, sink, source, transforms, when_full)"}},
+         {":8:1: route r1 > queue: unknown key 'queue' (allowed: batch_size, buffer, "
+          "dead_letter, drain_timeout_ms, max_payload_bytes, on_error, restart_initial_ms, "
+          "restart_max_ms, route, sink, source, transforms)"}},
+        {"a key from an earlier version says where it went",
+         head + sink + "queue_capacity: 5\nwhen_full: drop_newest\n",
+         {":8:17: route r1 > queue_capacity: 'queue_capacity' is no longer a route option: "
+          "routes are bounded in bytes now",
+          ":9:12: route r1 > when_full: 'when_full' is no longer a route option: it moved into "
+          "the buffer block"}},
+        {"unknown buffer key and bad buffer value",
+         head + sink + "buffer:\n  max_byte: 5\n  when_full: wait\n",
+         {":9:3: route r1 > buffer > max_byte: unknown key 'max_byte' (allowed: fsync, "
+          "fsync_interval_ms, max_bytes, type, when_full)",
+          ":10:14: route r1 > buffer > when_full: 'wait' is not one of: block, drop_oldest, "
+          "drop_newest"}},
+        {"dead_letter without its sink",
+         head + sink + "on_error: dead_letter\n",
+         {"route r1 > on_error: on_error is dead_letter but the route has no 'dead_letter:' "
+          "sink block"}},
+        {"a dead_letter sink without on_error: dead_letter",
+         head + sink + "dead_letter: {file-sink: {path: /tmp/d}}\n",
+         {":8:14: route r1 > dead_letter: a dead_letter sink is only used with 'on_error: "
+          "dead_letter'"}},
+        {"dead_letter must be a sink",
+         head + sink + "on_error: dead_letter\ndead_letter: {test-source: {generate: 1}}\n",
+         {"'test-source' is a source plugin, not a sink"}},
         {"bad route name", "route: Bad_Name\nsource: {test-source: {generate: 1}}\n" + sink,
          {":1:8: route Bad_Name: route name must match [a-z0-9][a-z0-9-]*"}},
         {"stage with two plugins",
@@ -221,7 +249,7 @@ TEST_CASE("host config: paths relative to the file, log and admin", "[core][mani
     sluice::load_host_config(dir / "conf/bad.yaml", bad, env());
     REQUIRE(bad.size() == 3);
     CHECK_THAT(bad.to_string(), Catch::Contains(":1:1: plugin: unknown key 'plugin' (allowed: "
-                                                "admin, log, plugins, routes, state_dir)"));
+                                                "admin, log, memory_limit, plugins, routes, state_dir)"));
     CHECK_THAT(bad.to_string(), Catch::Contains("log > level: 'loud' is not one of"));
     CHECK_THAT(bad.to_string(), Catch::Contains("log > colour: unknown key 'colour'"));
 }

@@ -11,6 +11,7 @@
 #include "sluice/core/diagnostics.hpp"
 #include "sluice/core/interpolate.hpp"
 #include "sluice/core/plugin_registry.hpp"
+#include "sluice/core/route_options.hpp"
 #include "sluice/core/stage_config.hpp"
 
 namespace sluice {
@@ -23,26 +24,14 @@ struct HostConfig {
     std::string log_level = "info";
     std::string log_format = "text";
     std::string admin_listen;  // accepted now, served by a later version
+    /// What the memory buffers of all routes may hold together (their max_bytes plus
+    /// headroom); checked when routes are loaded.
+    std::uint64_t memory_limit = 2ull << 30;
 };
 
 /// Parses sluice.yaml. Relative paths are taken relative to the file's directory.
 HostConfig load_host_config(const std::filesystem::path& file, Diagnostics& diag,
                             const EnvLookup& env);
-
-/// Options every route has (keys at the top level of a route manifest).
-struct RouteOptions {
-    std::size_t queue_capacity = 10000;
-    enum class WhenFull { block, drop_newest } when_full = WhenFull::block;
-    enum class OnError { drop, stop } on_error = OnError::drop;
-    std::size_t max_payload_bytes = 1 << 20;
-    std::size_t batch_size = 500;
-    uint32_t restart_initial_ms = 500;
-    uint32_t restart_max_ms = 30000;
-    uint32_t drain_timeout_ms = 10000;
-};
-
-/// The spec table of route-level options, for validation and `sluice check` docs.
-const std::vector<sluice_field_spec>& route_option_fields();
 
 struct StageSpec {
     const PluginInfo* plugin = nullptr;
@@ -57,6 +46,8 @@ struct RouteSpec {
     StageSpec source;
     std::vector<StageSpec> transforms;
     StageSpec sink;
+    /// With on_error: dead_letter, the sink that receives failed messages (else no plugin).
+    StageSpec dead_letter;
     /// Equal fingerprints: same plugins, same options.
     std::string fingerprint() const;
 };
@@ -70,5 +61,10 @@ std::vector<std::filesystem::path> manifest_files(const std::vector<std::filesys
 std::vector<RouteSpec> load_routes(const std::vector<std::filesystem::path>& files,
                                    const PluginRegistry& registry, Diagnostics& diag,
                                    const EnvLookup& env);
+
+/// The routes' memory buffers must fit in the host's memory_limit together; reports the
+/// largest routes when they do not.
+void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig& host,
+                         Diagnostics& diag);
 
 }  // namespace sluice

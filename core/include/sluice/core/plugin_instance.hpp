@@ -28,6 +28,12 @@ public:
     sluice_status process(const sluice_batch& batch, const sluice_emitter* out,
                           std::string& error);
     sluice_status stop(uint32_t deadline_ms, std::string& error);
+    /// Sources built against ABI >= 1.1 may hold their input back at its origin.
+    bool can_hold_input() const { return descriptor_.hold_input != nullptr; }
+    void hold_input(bool hold) {
+        if (descriptor_.hold_input != nullptr && started_) descriptor_.hold_input(instance_, hold);
+    }
+
 private:
     std::shared_ptr<PluginLibrary> library_;  // first: destroyed last
     // A copy: the instance must not depend on the registry that created it.

@@ -1,51 +1,72 @@
 // A route: one isolated pipeline (source -> transforms -> sink) with its own plugin instances,
-// bounded queue, worker thread, counters and state. A failing stage fails only its route,
-// which restarts itself with exponential back-off while keeping the messages it holds.
+// buffer (memory or durable disk spool, bounded in bytes), worker thread, counters and state.
+// A failing stage fails only its route, which restarts itself with exponential back-off while
+// keeping the messages it holds. The parts live in their own files: route.cpp (lifecycle:
+// build, restart, stop and drain), route_ingress.cpp (what the source hands over, flow
+// control), route_pipeline.cpp (transforms, delivery, retries, the error policy).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "sluice/core/buffer/route_buffer.hpp"
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/message_arena.hpp"
 #include "sluice/core/plugin_instance.hpp"
-#include "sluice/core/route_queue.hpp"
 
 namespace sluice {
 
 enum class RouteState { starting, running, degraded, failed, stopped };
+
+/// sluice_message.flags bits the host keeps for itself inside a route (never seen by plugins):
+/// the message is over max_payload_bytes and goes to the error policy, not the pipeline.
+constexpr std::uint32_t kRouteFlagOversize = 0x80000000u;
+constexpr std::uint32_t kRouteHostFlags = 0xff000000u;
 const char* route_state_name(RouteState s);
 
 struct RouteCounters {
-    std::atomic<std::uint64_t> received{0};   // taken from the source
-    std::atomic<std::uint64_t> delivered{0};  // confirmed by the sink
-    std::atomic<std::uint64_t> filtered{0};   // removed by transforms on purpose
-    std::atomic<std::uint64_t> errors{0};     // handed to the error policy
-    std::atomic<std::uint64_t> dropped_full{0};  // dropped by `when_full: drop_newest`
-    std::atomic<std::uint64_t> retries{0};    // sink retries
-    std::atomic<std::uint64_t> restarts{0};   // times the route was rebuilt after failing
-    std::atomic<std::uint64_t> undelivered{0};  // held when the route stopped, not delivered
+    std::atomic<std::uint64_t> received{0};            // taken from the source
+    std::atomic<std::uint64_t> delivered{0};           // confirmed by the sink
+    std::atomic<std::uint64_t> filtered{0};            // removed by transforms on purpose
+    std::atomic<std::uint64_t> errors{0};              // handed to the error policy
+    std::atomic<std::uint64_t> dropped_full{0};        // dropped by when_full (newest or oldest)
+    std::atomic<std::uint64_t> dropped_overflow{0};    // past the headroom while holding back
+    std::atomic<std::uint64_t> dropped_oversize{0};    // over max_payload_bytes
+    std::atomic<std::uint64_t> dead_lettered{0};       // handed to the dead-letter sink
+    std::atomic<std::uint64_t> dead_letter_failed{0};  // refused by the dead-letter sink
+    std::atomic<std::uint64_t> buffer_failures{0};     // the spool could not take a message
+    std::atomic<std::uint64_t> holds{0};               // times the source was held back
+    std::atomic<std::uint64_t> retries{0};             // sink retries
+    std::atomic<std::uint64_t> restarts{0};            // times the route was rebuilt after failing
+    std::atomic<std::uint64_t> undelivered{0};         // held when the route stopped, not delivered
 };
 
 struct RouteStatus {
     std::string name;
     RouteState state;
     std::string reason;
-    std::uint64_t received, delivered, filtered, errors, dropped_full, retries, restarts;
-    std::size_t queued;
+    std::uint64_t received, delivered, filtered, errors, dropped_full, dropped_overflow,
+        dropped_oversize, dead_lettered, retries, restarts;
+    std::uint64_t buffered, buffered_bytes;
     std::uint64_t undelivered;
+    bool durable;          // what is buffered survives a restart (disk spool)
+    std::string stuck_in;  // the plugin call in progress, when the worker is inside one
+    std::uint64_t holds;   // times the source was held back (buffer full)
+    std::uint64_t dead_letter_failed;
 };
 
 class Route {
 public:
-    explicit Route(RouteSpec spec);
+    /// `state_dir`: where a disk buffer keeps its spool (routes/<name>/spool).
+    Route(RouteSpec spec, std::filesystem::path state_dir = {});
     ~Route();
     Route(const Route&) = delete;
     Route& operator=(const Route&) = delete;
@@ -78,28 +99,46 @@ public:
     };
 
 private:
+    enum class Step { empty, idle, progressed, failed, halted };
     void run();
     void run_loop();
+    bool open_buffer(std::string& error);
     StageHost* make_host(const StageSpec& s);
     bool build_downstream(std::string& error);
     bool build_source(std::string& error);
     void teardown_source(std::uint32_t deadline_ms);
     void teardown_downstream(std::uint32_t deadline_ms);
     std::string fatal_reason();
-    enum class Step { idle, progressed, failed, halted };
-    Step step();
-    Step run_transforms();
-    Step deliver();
-    void handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
-                      const std::string& reason);
     void fail(const std::string& stage, const std::string& message);
     void set_state(RouteState s, std::string reason);
     bool wait_for(std::chrono::steady_clock::time_point until);
+    void wait_for_input(std::chrono::steady_clock::time_point until);
     bool stopping() const { return stop_requested_.load(); }
     std::chrono::steady_clock::time_point drain_deadline();
+    bool holds_nothing() const;
+    std::string summary() const;
+
+    // route_ingress.cpp
+    sluice_status take(const sluice_message& m);
+    void hold_source();
+    void release_source_if_room();
+    void set_hold_target(PluginInstance* source);
+    void warn_drop(const char* why, const sluice_message& m);
+
+    // route_pipeline.cpp
+    Step step();
+    Step run_transforms();
+    Step deliver();
+    Step deliver_dead_letters();
+    Step refuse_flagged();
+    void confirm_batch();
+    void handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
+                      const std::string& reason);
+    void track(const std::string* stage) { in_call_.store(stage, std::memory_order_release); }
 
     RouteSpec spec_;
-    RouteQueue queue_;
+    std::filesystem::path state_dir_;
+    std::unique_ptr<RouteBuffer> buffer_;
     RouteCounters counters_;
 
     std::unique_ptr<StageHost> source_host_;
@@ -107,26 +146,44 @@ private:
     std::unique_ptr<PluginInstance> source_;
     std::vector<std::unique_ptr<PluginInstance>> transforms_;
     std::unique_ptr<PluginInstance> sink_;
+    std::unique_ptr<PluginInstance> dead_letter_;
     sluice_emitter source_emitter_{};
 
-    MessageArena ingress_;  // taken from the queue, not yet transformed
+    MessageArena ingress_;  // read from the buffer, not yet transformed
     MessageArena pending_;  // transformed, not yet confirmed by the sink
     MessageArena scratch_;  // sink retries
     MessageArena work_a_;   // transform chain, alternating
     MessageArena work_b_;
+    MessageArena dead_letters_;  // failed messages with their error headers, for dead_letter_
+    std::vector<sluice_header> dl_headers_;
+    std::size_t batch_read_ = 0;  // messages of the current batch, confirmed when it is done
 
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> input_ended_{false};
     std::atomic<bool> done_{false};
-    std::atomic<bool> source_failed_{false};      // a stage reported SLUICE_FATAL
+    std::atomic<bool> source_failed_{false};  // a stage reported SLUICE_FATAL
     std::atomic<bool> downstream_failed_{false};
-    std::string fatal_reason_;  // guarded by wait_mu_
+    std::atomic<const std::string*> in_call_{nullptr};  // label of the stage being called
+    std::string fatal_reason_;                          // guarded by wait_mu_
     bool wake_ = false;         // guarded by wait_mu_: wait_for() returns early once
+    bool input_ready_ = false;  // guarded by wait_mu_: a message arrived while the worker waited
+    std::atomic<bool> worker_waiting_{false};    // emit wakes the worker only when it waits
+    std::atomic<bool> closed_{false};            // the route takes nothing more
+    std::atomic<bool> releasing_source_{false};  // the source is being stopped: never wait
+    std::atomic<bool> source_can_hold_{false};
     std::chrono::steady_clock::time_point drain_deadline_{};  // guarded by wait_mu_
-    std::atomic<std::size_t> held_{0};  // in ingress_ + pending_, for status()
     std::uint32_t sink_retry_ms_ = 100;
     std::mutex wait_mu_;
     std::condition_variable wait_cv_;
+
+    // Flow control. A source that can hold its input back is asked to when the buffer passes
+    // max_bytes and to resume below half of it; one that cannot (ABI 1.0) waits in emit on
+    // its own thread (room_cv_), as that ABI allowed.
+    std::mutex flow_mu_;
+    PluginInstance* hold_target_ = nullptr;  // guarded by flow_mu_: the running source
+    std::atomic<bool> held_{false};          // written under flow_mu_
+    std::condition_variable room_cv_;
+    std::thread::id worker_id_;
 
     mutable std::mutex state_mu_;
     RouteState state_ = RouteState::starting;
@@ -135,6 +192,9 @@ private:
 
     std::chrono::steady_clock::time_point last_error_log_{};
     std::uint64_t suppressed_errors_ = 0;
+    std::mutex drop_log_mu_;
+    std::chrono::steady_clock::time_point last_drop_log_{};
+    std::uint64_t suppressed_drops_ = 0;
 
     std::thread worker_;
 };

@@ -2,6 +2,7 @@
 // them, reports on them and stops them all together (in parallel, each draining).
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -12,8 +13,13 @@ namespace sluice {
 
 class Supervisor {
 public:
+    /// `state_dir`: where routes with a disk buffer keep their spools.
+    explicit Supervisor(std::filesystem::path state_dir = "var/sluice")
+        : state_dir_(std::move(state_dir)) {}
     ~Supervisor();
     void start(RouteSpec spec);
+    /// Asks every route to stop and drain; returns at once.
+    void request_stop_all();
     /// Asks every route to stop and drain, then waits for all of them.
     void stop_all();
     /// True when every route has ended on its own (finite inputs fully delivered).
@@ -21,6 +27,7 @@ public:
     std::vector<RouteStatus> status() const;
 
 private:
+    std::filesystem::path state_dir_;
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Route>> routes_;
 };
