@@ -21,6 +21,11 @@ constexpr auto kStableConnection = std::chrono::seconds(10);
 constexpr auto kWaitSlice = milliseconds(50);
 // At most one warning per this interval about messages the route did not take.
 constexpr auto kDropLogInterval = std::chrono::seconds(10);
+// How often the connection thread, while it waits, looks for drops to log: the callback thread
+// does not log, nor wake anyone (that would take a lock the waiting thread contends for).
+constexpr auto kHousekeeping = milliseconds(500);
+// A disconnect is a single packet; only a dead connection takes longer.
+constexpr auto kDisconnectLimit = std::chrono::seconds(5);
 
 constexpr std::string_view kHeaderTopic = "mqtt.topic";
 constexpr std::string_view kHeaderQos = "mqtt.qos";
@@ -69,7 +74,23 @@ sdk::Spec MqttSource::spec() {
             "With the default persistent session (`clean_session: false`, stable `client_id`) "
             "the broker keeps messages for Sluice while it is down; raise the broker's queue "
             "limit (mosquitto: `max_queued_messages`, default 1000) or it drops the excess "
-            "silently. See docs/delivery-guarantees.md.");
+            "silently. See docs/delivery-guarantees.md.\n\n"
+            "Flow control: when the route's buffer is full, the source holds back at the broker. "
+            "With a persistent session it disconnects, keeping the session (the broker queues "
+            "QoS 1 and 2 messages, up to its queue limit), reports the route `degraded` "
+            "(\"holding back\") and reconnects once the route has room again (within about a "
+            "second: Paho's polling interval). Paho's one receive thread, shared by every MQTT "
+            "connection of the process, never waits for a full route. With `clean_session: true`, "
+            "`qos: 0` or `session_expiry_s: 0` the "
+            "broker would drop what it sends while Sluice is away, uncounted, so the source "
+            "stays connected instead (and logs a warning once): the route's buffer headroom and "
+            "`when_full` decide what happens to the excess.\n\n"
+            "Size limit (MQTT 5): the source asks the broker not to send packets larger than the "
+            "route's `max_payload_bytes` plus 128 KiB (room for the topic and properties), so a "
+            "message the route would refuse is not transferred at all; the broker drops it "
+            "(mosquitto logs \"Dropping too large outgoing PUBLISH\") and Sluice does not count "
+            "it. A payload just over `max_payload_bytes`, within the 128 KiB, still arrives and "
+            "is refused and counted by the route. MQTT 3.1.1 cannot express this limit.");
     s.field(Field::list("url")
                 .required()
                 .example("[tcp://127.0.0.1:1883]")
@@ -91,7 +112,8 @@ sdk::Spec MqttSource::spec() {
         "Highest QoS to subscribe with: 0 at most once, 1 at least once, 2 exactly "
         "once between the broker and Sluice. A message arrives with the lower of this "
         "and the QoS it was published with. Only QoS 1 and 2 messages are kept by the "
-        "broker for a persistent session while Sluice is away."));
+        "broker for a persistent session while Sluice is away, so with 0 the source does not "
+        "disconnect to hold back when the route is full (see Flow control)."));
     s.field(Field::string("client_id")
                 .example("sluice-plant-a-temperature")
                 .description(
@@ -112,7 +134,9 @@ sdk::Spec MqttSource::spec() {
                 "empty session and messages published meanwhile are not delivered. (MQTT 5 "
                 "calls it Clean Start.) With MQTT 3.1.1, a resumed session keeps the "
                 "subscriptions it was made with: topics added later take effect with a new "
-                "session; MQTT 5 subscribes to the current `topics` on every connect."));
+                "session; MQTT 5 subscribes to the current `topics` on every connect. With "
+                "`true` the source cannot hold back at the broker while the route is full (see "
+                "Flow control)."));
     s.field(Field::integer("session_expiry_s")
                 .default_value("86400")
                 .range(0, 4294967295.0)
@@ -121,13 +145,14 @@ sdk::Spec MqttSource::spec() {
                     "MQTT 5, with `clean_session: false`: how long, in seconds, the broker keeps "
                     "the session and queues messages after Sluice disconnects; 4294967295 keeps it "
                     "forever. Ignored with MQTT 3.1.1, where the broker decides (mosquitto: "
-                    "`persistent_client_expiration`)."));
-    s.field(Field::enumeration("mqtt_version", {"3.1.1", "5"})
-                .default_value("5")
-                .description(
-                    "MQTT protocol version. 5 carries user properties (copied into headers), "
-                    "session expiry and reason codes in errors; use 3.1.1 for brokers that do not "
-                    "speak 5."));
+                    "`persistent_client_expiration`). It must outlast the longest time the route "
+                    "may hold back (see Flow control); with 0 the source does not hold back."));
+    s.field(
+        Field::enumeration("mqtt_version", {"3.1.1", "5"})
+            .default_value("5")
+            .description("MQTT protocol version. 5 carries user properties (copied into headers), "
+                         "session expiry, the size limit (Maximum Packet Size, see Size limit) and "
+                         "reason codes in errors; use 3.1.1 for brokers that do not speak 5."));
     s.field(
         Field::integer("keepalive_s")
             .default_value("30")
@@ -196,6 +221,16 @@ MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
     }
     const bool v5 = settings_.version == mqtt_source::ProtocolVersion::v5;
 
+    // A broker queues for a disconnected session only QoS 1 and 2 messages, and only while the
+    // session lasts: anything else sent while we hold back would be lost without a count.
+    if (settings_.clean_session) {
+        cannot_hold_ = "with clean_session: true";
+    } else if (settings_.qos == 0) {
+        cannot_hold_ = "with qos: 0";
+    } else if (v5 && settings_.session_expiry_s == 0) {
+        cannot_hold_ = "with session_expiry_s: 0";
+    }
+
     // No persistence object: paho keeps its in-flight state in memory and writes no files into
     // the working directory. Created before the options: paho.mqtt.c's allocation tracking
     // (Heap.c) is set up by the first client, and properties built while no client exists are
@@ -214,8 +249,14 @@ MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
         // Without a Session Expiry Interval an MQTT 5 session ends at disconnect, which would
         // make clean_session: false mean nothing.
         const std::uint32_t expiry = settings_.clean_session ? 0 : settings_.session_expiry_s;
-        o.set_properties(::mqtt::properties{
-            {::mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<std::int32_t>(expiry)}});
+        ::mqtt::properties props{
+            {::mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<std::int32_t>(expiry)}};
+        // What the route would refuse for its size is better not sent at all: a message of
+        // hundreds of MiB would otherwise be read into memory only to be dropped.
+        if (const auto max = mqtt_source::maximum_packet_size(host_.max_payload_bytes()); max) {
+            props.add({::mqtt::property::MAXIMUM_PACKET_SIZE, static_cast<std::int32_t>(max)});
+        }
+        o.set_properties(props);
     } else {
         o.set_clean_session(settings_.clean_session);
     }
@@ -272,11 +313,17 @@ void MqttSource::start(sdk::Emitter out) {
     }
     std::string topics;
     for (const auto& t : settings_.topics) topics += (topics.empty() ? "" : ", ") + t;
-    host_.info("connecting to " + settings_.url_list() + " as client id '" + settings_.client_id +
-               "'" + (settings_.client_id_derived ? " (default)" : "") + ", MQTT " +
-               (settings_.version == mqtt_source::ProtocolVersion::v5 ? "5" : "3.1.1") +
-               (settings_.clean_session ? ", clean session" : ", persistent session") +
-               ", topics " + topics + " at QoS " + std::to_string(settings_.qos));
+    const std::uint32_t max_packet =
+        settings_.version == mqtt_source::ProtocolVersion::v5
+            ? mqtt_source::maximum_packet_size(host_.max_payload_bytes())
+            : 0;
+    host_.info(
+        "connecting to " + settings_.url_list() + " as client id '" + settings_.client_id + "'" +
+        (settings_.client_id_derived ? " (default)" : "") + ", MQTT " +
+        (settings_.version == mqtt_source::ProtocolVersion::v5 ? "5" : "3.1.1") +
+        (settings_.clean_session ? ", clean session" : ", persistent session") + ", topics " +
+        topics + " at QoS " + std::to_string(settings_.qos) +
+        (max_packet != 0 ? ", maximum packet size " + std::to_string(max_packet) + " bytes" : ""));
     started_ = true;
     thread_ = std::thread([this] { run(); });
 }
@@ -287,8 +334,9 @@ void MqttSource::stop(milliseconds deadline) {
         std::lock_guard lock(mu_);
         if (stopping_) return;
         stopping_ = true;
+        // Under mu_ as well: run() reads it right after a wait on mu_ saw stopping_.
+        stop_requested_ = true;
     }
-    stop_requested_ = true;
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
     if (!started_) return;
@@ -324,10 +372,50 @@ void MqttSource::stop(milliseconds deadline) {
     host_.info(summary);
 }
 
+template <class Done>
+bool MqttSource::idle(Clock::time_point until, Done done) {
+    std::unique_lock lock(mu_);
+    while (!done()) {
+        const auto now = Clock::now();
+        if (now >= until) return false;
+        cv_.wait_until(lock, until - now > kHousekeeping ? now + kHousekeeping : until);
+        lock.unlock();
+        housekeeping();
+        lock.lock();
+    }
+    return true;
+}
+
+void MqttSource::housekeeping() {
+    bool warn_hold = false;
+    {
+        std::lock_guard lock(mu_);
+        if (hold_ && !cannot_hold_.empty() && !hold_warned_) warn_hold = hold_warned_ = true;
+    }
+    if (warn_hold) {
+        host_.warn("the route's buffer is full, but this source cannot hold back at the broker " +
+                   cannot_hold_ +
+                   " (the broker would drop what it sends meanwhile, uncounted): it keeps "
+                   "receiving, and the route's buffer headroom and when_full apply");
+    }
+    log_drops();
+}
+
+void MqttSource::hold_input(bool hold) {
+    {
+        std::lock_guard lock(mu_);
+        hold_ = hold;
+    }
+    cv_.notify_all();
+}
+
 void MqttSource::run() {
     auto backoff = settings_.reconnect_min;
     std::string last_failure;
+    // We left a session at the broker for a hold: it should be there when we come back.
+    bool left_session = false;
     while (!stop_requested_) {
+        if (hold_due() && !hold_while_requested()) break;
         {
             std::lock_guard lock(mu_);
             lost_ = false;
@@ -356,8 +444,20 @@ void MqttSource::run() {
         const auto connected_at = Clock::now();
         host_.info("connected to " + server + " (" +
                    (session_present ? "session resumed" : "new session") + ")");
+        if (left_session && !session_present) {
+            host_.warn(
+                "the broker did not keep the session while the route held back: what was "
+                "published meanwhile is lost (session_expiry_s, or the broker's session limits, "
+                "e.g. mosquitto persistent_client_expiration)");
+        }
+        left_session = false;
         const Subscription sub = subscribe_all(session_present);
         if (stop_requested_) break;
+        if (sub.held) {
+            disconnect_for_hold();
+            left_session = true;
+            continue;
+        }
         if (sub.error.empty()) {
             host_.info("subscribed to " + std::to_string(settings_.topics.size()) +
                        " topic filter(s); receiving");
@@ -376,11 +476,16 @@ void MqttSource::run() {
             }
         }
 
+        const Wake wake = wait_connected();
+        if (wake == Wake::stop) break;
+        if (wake == Wake::hold) {
+            disconnect_for_hold();
+            left_session = true;
+            continue;
+        }
         std::string cause;
         {
-            std::unique_lock lock(mu_);
-            cv_.wait(lock, [this] { return stopping_ || lost_; });
-            if (stopping_) break;
+            std::lock_guard lock(mu_);
             cause = lost_reason_;
         }
         const std::string message = "connection to " + server + " lost: " + cause;
@@ -390,6 +495,51 @@ void MqttSource::run() {
         if (!pause(backoff)) break;
         backoff = std::min(backoff * 2, settings_.reconnect_max);
     }
+}
+
+MqttSource::Wake MqttSource::wait_connected() {
+    Wake wake = Wake::stop;
+    idle(Clock::time_point::max(), [&] {
+        // A lost connection before a hold: its warning says more than "holding back" would.
+        if (stopping_) {
+            wake = Wake::stop;
+        } else if (lost_) {
+            wake = Wake::lost;
+        } else if (holding()) {
+            wake = Wake::hold;
+        } else {
+            return false;
+        }
+        return true;
+    });
+    return wake;
+}
+
+bool MqttSource::hold_while_requested() {
+    host_.info(
+        "holding back: the route's buffer is full; staying disconnected until it has room "
+        "(the broker keeps the session and queues QoS 1 and 2 messages meanwhile)");
+    host_.report_state(sdk::Status::retry, "holding back: the route's buffer is full");
+    idle(Clock::time_point::max(), [this] { return stopping_ || !hold_; });
+    if (stop_requested_) return false;
+    host_.info("the route has room again: reconnecting to resume the session");
+    return true;
+}
+
+void MqttSource::disconnect_for_hold() {
+    // MQTT 5: a DISCONNECT without Session Expiry Interval keeps the one given at connect, so the
+    // broker keeps the session and queues for it.
+    try {
+        wait(client_->disconnect(::mqtt::disconnect_options(0)), kDisconnectLimit);
+    } catch (const ::mqtt::exception& e) {
+        // Already gone (the broker closed it meanwhile): nothing to close.
+        host_.debug("disconnect: " + describe(e));
+    }
+}
+
+bool MqttSource::hold_due() {
+    std::lock_guard lock(mu_);
+    return holding();
 }
 
 std::string MqttSource::connect_once(bool& session_present, std::string& server) {
@@ -453,8 +603,12 @@ MqttSource::Subscription MqttSource::subscribe_all(bool session_present) {
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         const std::string& topic = settings_.topics[i];
         try {
-            if (!wait_while_receiving(tokens[i], limit)) {
-                if (stop_requested_) return {};
+            // MQTT 3.1.1 does not subscribe again on a resumed session, so the broker's answer
+            // to a new session's subscriptions must be seen; a new session has no backlog to
+            // delay it. MQTT 5 subscribes again on the next connect.
+            const Waited waited = wait_while_receiving(tokens[i], limit, v5);
+            if (waited == Waited::interrupted) return {{}, false, !stop_requested_};
+            if (waited == Waited::timeout) {
                 return {"the broker did not answer the subscription to '" + topic + "' within " +
                             millis(limit),
                         true};
@@ -487,26 +641,35 @@ bool MqttSource::wait(const ::mqtt::token_ptr& token, milliseconds limit) {
     return false;
 }
 
-bool MqttSource::wait_while_receiving(const ::mqtt::token_ptr& token, milliseconds limit) {
+MqttSource::Waited MqttSource::wait_while_receiving(const ::mqtt::token_ptr& token,
+                                                    milliseconds limit, bool holdable) {
     // A broker resuming a session sends the queued backlog before the SUBACK; while messages
     // keep arriving the connection is alive, so only time without any counts against `limit`.
     // Treating a long backlog as a dead connection would reconnect and cause redeliveries.
+    // That backlog is also what fills the route again, so a hold request cuts the wait short.
     auto until = Clock::now() + limit;
     auto seen = received_.load();
-    while (!stop_requested_) {
-        if (token->wait_for(kWaitSlice)) return true;
+    auto next_housekeeping = Clock::now() + kHousekeeping;
+    while (!stop_requested_ && !(holdable && hold_due())) {
+        if (token->wait_for(kWaitSlice)) return Waited::done;
+        const auto now = Clock::now();
         if (const auto now_received = received_.load(); now_received != seen) {
             seen = now_received;
-            until = Clock::now() + limit;
+            until = now + limit;
         }
-        if (Clock::now() >= until) return false;
+        if (now >= until) return Waited::timeout;
+        if (now >= next_housekeeping) {
+            housekeeping();
+            next_housekeeping = now + kHousekeeping;
+        }
     }
-    return false;
+    return Waited::interrupted;
 }
 
 bool MqttSource::pause(milliseconds d) {
-    std::unique_lock lock(mu_);
-    return !cv_.wait_for(lock, d, [this] { return stopping_; });
+    // A hold request ends the back-off: reconnecting can wait for the route to have room.
+    idle(Clock::now() + d, [this] { return stopping_ || holding(); });
+    return !stop_requested_;
 }
 
 void MqttSource::on_connection_lost(const std::string& cause) {
@@ -527,7 +690,7 @@ void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {
     std::lock_guard lock(emit_mu_);
     const std::string& topic = message->get_topic();
     if (!accepting_ || !out_) {
-        report_drop(sdk::Status::fatal, topic);
+        note_drop(sdk::Status::fatal, topic);
         return;
     }
     const std::string& payload = message->get_payload();
@@ -568,26 +731,39 @@ void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {
     if (status == sdk::Status::ok) {
         received_.fetch_add(1, std::memory_order_relaxed);
     } else {
-        report_drop(status, topic);
+        note_drop(status, topic);
     }
 }
 
-void MqttSource::report_drop(sdk::Status status, const std::string& topic) {
-    const std::uint64_t total = dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (status == sdk::Status::fatal) {
-        // The route is stopping; its own summary says what was left.
-        host_.debug("route stopping: message on '" + topic + "' dropped");
-        return;
+void MqttSource::note_drop(sdk::Status status, const std::string& topic) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    // The route is stopping: stop()'s summary counts these.
+    if (status == sdk::Status::fatal) return;
+    std::lock_guard lock(drop_mu_);
+    ++drops_to_log_;
+    last_drop_status_ = status;
+    last_drop_topic_ = topic;
+}
+
+void MqttSource::log_drops() {
+    std::uint64_t total = 0;
+    sdk::Status status = sdk::Status::ok;
+    std::string topic;
+    {
+        std::lock_guard lock(drop_mu_);
+        if (drops_to_log_ == drops_logged_) return;
+        const auto now = Clock::now();
+        if (drops_logged_ != 0 && now - last_drop_log_ < kDropLogInterval) return;
+        total = drops_logged_ = drops_to_log_;
+        last_drop_log_ = now;
+        status = last_drop_status_;
+        topic = last_drop_topic_;
     }
-    const auto now = Clock::now();
-    if (dropped_logged_ != 0 && now - last_drop_log_ < kDropLogInterval) return;
     const std::string why = status == sdk::Status::retry
                                 ? "the route's queue is full (when_full: drop_newest)"
                                 : "the route refused it (e.g. larger than max_payload_bytes)";
     host_.warn("message on '" + topic + "' dropped: " + why + "; " + std::to_string(total) +
                " dropped so far. The broker already has its acknowledgement.");
-    dropped_logged_ = total;
-    last_drop_log_ = now;
 }
 
 }  // namespace sluice::plugins

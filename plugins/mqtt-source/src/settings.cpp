@@ -24,6 +24,14 @@ std::string Settings::url_list() const {
     return out;
 }
 
+std::uint32_t maximum_packet_size(std::uint64_t max_payload_bytes) {
+    if (max_payload_bytes == 0) return 0;
+    if (max_payload_bytes >= kMaxMqttPacket - kPublishAllowance) {
+        return static_cast<std::uint32_t>(kMaxMqttPacket);
+    }
+    return static_cast<std::uint32_t>(max_payload_bytes + kPublishAllowance);
+}
+
 std::string url_error(std::string_view url) {
     std::string_view rest;
     if (url.rfind("tcp://", 0) == 0 || url.rfind("ssl://", 0) == 0) {

@@ -40,6 +40,19 @@ struct Settings {
     std::string url_list() const;
 };
 
+/// Room for what an MQTT 5 PUBLISH carries besides its payload, which the route's
+/// max_payload_bytes does not count: fixed header (up to 5 bytes), packet id (2), the topic (up
+/// to 2 + 65535: a wildcard filter says nothing about the longest topic it matches) and up to
+/// 64 KiB of properties (user properties become headers).
+inline constexpr std::uint64_t kPublishAllowance = 128 * 1024;
+/// The largest packet MQTT can express (Remaining Length of 4 bytes).
+inline constexpr std::uint64_t kMaxMqttPacket = 268435455;
+
+/// The MQTT 5 Maximum Packet Size to ask of the broker for a route that refuses payloads over
+/// `max_payload_bytes`: that plus kPublishAllowance, at most kMaxMqttPacket. 0 when
+/// `max_payload_bytes` is 0 (unknown): then no limit is sent.
+std::uint32_t maximum_packet_size(std::uint64_t max_payload_bytes);
+
 /// Returns "" when `url` is `tcp://host:port` or `ssl://host:port`, else why it is not.
 std::string url_error(std::string_view url);
 

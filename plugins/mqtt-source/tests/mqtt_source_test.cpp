@@ -5,9 +5,14 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sluice/sdk/testing.hpp>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "mosquitto.hpp"
 
@@ -25,7 +30,8 @@ namespace {
 
 using Source = Harness<MqttSource>;
 
-bool has_state(const Source& s, sluice_status state, const std::string& part = {}) {
+template <class S>
+bool has_state(const S& s, sluice_status state, const std::string& part = {}) {
     for (const auto& [st, reason] : s.host().states()) {
         if (st == state && reason.find(part) != std::string::npos) return true;
     }
@@ -33,7 +39,8 @@ bool has_state(const Source& s, sluice_status state, const std::string& part = {
 }
 
 // Connected and subscribed: the plugin reports OK only after the SUBACK.
-void wait_ready(const Source& s, std::size_t oks = 1) {
+template <class S>
+void wait_ready(const S& s, std::size_t oks = 1) {
     const bool ready = wait_until([&] {
         std::size_t n = 0;
         for (const auto& [st, reason] : s.host().states()) n += st == SLUICE_OK ? 1 : 0;
@@ -45,8 +52,10 @@ void wait_ready(const Source& s, std::size_t oks = 1) {
     REQUIRE(ready);
 }
 
-std::vector<OwnedMessage> wait_for_messages(const Source& s, std::size_t n) {
-    wait_until([&] { return s.emitted().size() >= n; });
+template <class S>
+std::vector<OwnedMessage> wait_for_messages(const S& s, std::size_t n,
+                                            std::chrono::milliseconds timeout = 10s) {
+    wait_until([&] { return s.emitted().size() >= n; }, timeout);
     return s.emitted();
 }
 
@@ -332,8 +341,7 @@ struct TestCertificates {
             "> ext.cnf && "
             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
             "-out server.pem -days 2 -extfile ext.cnf";
-        const int rc =
-            std::system(("(" + script + ") > '" + d + "/openssl.log' 2>&1").c_str());
+        const int rc = std::system(("(" + script + ") > '" + d + "/openssl.log' 2>&1").c_str());
         INFO("openssl failed; see " << d << "/openssl.log");
         REQUIRE(rc == 0);
     }
@@ -401,5 +409,301 @@ TEST_CASE("the password is never logged", "[mqtt-source][broker][secret]") {
         for (const auto& [level, text] : source.host().logs()) {
             CHECK_THAT(text, !Catch::Contains("hunter2"));
         }
+    }
+}
+
+namespace {
+
+std::size_t count_logs(const Source& s, const std::string& part) {
+    std::size_t n = 0;
+    for (const auto& [level, text] : s.host().logs()) n += text.find(part) != std::string::npos;
+    return n;
+}
+
+std::size_t count_in(const std::string& text, const std::string& part) {
+    std::size_t n = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+    return n;
+}
+
+bool last_state_is(const Source& s, sluice_status state, const std::string& part = {}) {
+    const auto states = s.host().states();
+    return !states.empty() && states.back().first == state &&
+           states.back().second.find(part) != std::string::npos;
+}
+
+// The broker's log says the client is connected now.
+bool connected_at(const Mosquitto& broker, const std::string& client_id) {
+    const std::string log = broker.log();
+    return count_in(log, " as " + client_id + " (") >
+           count_in(log, "Client " + client_id + " disconnected");
+}
+
+std::vector<std::string> numbered(const std::string& prefix, int count) {
+    std::vector<std::string> out;
+    for (int i = 0; i < count; ++i) out.push_back(prefix + std::to_string(i));
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("hold_input on a persistent session disconnects; the broker keeps what arrives meanwhile",
+          "[mqtt-source][broker][hold]") {
+    REQUIRE(Source::can_hold_input());
+    MosquittoOptions config;
+    config.extra_config = {"max_queued_messages 10000"};
+    Mosquitto broker(config);
+    const std::string version = GENERATE(as<std::string>{}, "5", "3.1.1");
+    INFO("MQTT " << version);
+    const std::string client_id = "hold-" + version;
+    auto opts = options(broker.url(), {"hold/#"}, client_id);
+    opts.insert_or_assign("mqtt_version", version);
+    Source source(opts);
+    wait_ready(source);
+    broker.publish("hold/before", "before");
+    REQUIRE(wait_for_messages(source, 1).size() == 1);
+
+    source.hold_input(true);
+    REQUIRE(wait_until([&] { return last_state_is(source, SLUICE_RETRY, "holding back"); }));
+    REQUIRE(wait_until(
+        [&] { return count_in(broker.log(), "Client " + client_id + " disconnected") == 1; }));
+    const auto held = numbered("held-", 100);
+    broker.publish_lines("hold/during", held, 1);
+    std::this_thread::sleep_for(300ms);
+    CHECK(source.emitted().size() == 1);
+
+    source.hold_input(false);
+    wait_ready(source, 2);
+    const auto got = wait_for_messages(source, 1 + held.size());
+    std::this_thread::sleep_for(200ms);  // a duplicate would show up now
+    REQUIRE(source.emitted().size() == 1 + held.size());
+    for (std::size_t i = 0; i < held.size(); ++i) CHECK(got[i + 1].payload == held[i]);
+    CHECK(count_logs(source, "holding back") == 1);
+    CHECK(count_logs(source, "room again") == 1);
+    CHECK(count_logs(source, "(session resumed)") == 1);
+}
+
+TEST_CASE("a storm of hold and resume requests ends in the last one and loses nothing",
+          "[mqtt-source][broker][hold]") {
+    REQUIRE(Source::can_hold_input());
+    MosquittoOptions config;
+    config.extra_config = {"max_queued_messages 100000"};
+    Mosquitto broker(config);
+    Source source(options(broker.url(), {"storm/#"}, "storm"));
+    wait_ready(source);
+
+    std::vector<std::string> published;
+    const auto storm_while_publishing = [&](int calls, int round) {
+        const auto payloads = numbered("r" + std::to_string(round) + "-", 400);
+        published.insert(published.end(), payloads.begin(), payloads.end());
+        std::exception_ptr failed;
+        std::thread publisher([&] {
+            try {
+                for (std::size_t i = 0; i < payloads.size(); i += 100) {
+                    broker.publish_lines("storm/t",
+                                         {payloads.begin() + static_cast<std::ptrdiff_t>(i),
+                                          payloads.begin() + static_cast<std::ptrdiff_t>(i + 100)});
+                }
+            } catch (...) {
+                failed = std::current_exception();
+            }
+        });
+        // As the host calls it: one thread, never two calls at once, starting with a hold.
+        std::thread host([&] {
+            for (int i = 0; i < calls; ++i) {
+                source.hold_input(i % 2 == 0);
+                std::this_thread::sleep_for(std::chrono::milliseconds((i * 7) % 11));
+            }
+        });
+        host.join();
+        publisher.join();
+        if (failed) std::rethrow_exception(failed);
+    };
+    const auto all_arrived = [&] {
+        std::set<std::string> got;
+        for (const auto& m : source.emitted()) got.insert(m.payload);
+        for (const auto& p : published) {
+            if (got.count(p) == 0) return false;
+        }
+        return true;
+    };
+
+    SECTION("ending with resume: connected and receiving") {
+        storm_while_publishing(50, 1);
+        REQUIRE(wait_until(all_arrived, 20s));
+        REQUIRE(wait_until([&] { return last_state_is(source, SLUICE_OK); }));
+        broker.publish("storm/after", "after");
+        REQUIRE(wait_until([&] { return source.emitted().back().payload == "after"; }));
+    }
+    SECTION("ending with hold: disconnected until resumed") {
+        storm_while_publishing(51, 2);
+        const auto held = [&] {
+            return last_state_is(source, SLUICE_RETRY, "holding back") &&
+                   !connected_at(broker, "storm");
+        };
+        REQUIRE(wait_until(held));
+        std::this_thread::sleep_for(300ms);  // no reconnect follows
+        REQUIRE(held());
+        const auto before = source.emitted().size();
+        broker.publish_lines("storm/t", {"while-held"});
+        std::this_thread::sleep_for(300ms);
+        CHECK(source.emitted().size() == before);
+        published.push_back("while-held");
+        source.hold_input(false);
+        REQUIRE(wait_until(all_arrived, 20s));
+        REQUIRE(wait_until([&] { return last_state_is(source, SLUICE_OK); }));
+    }
+    // QoS 1 is at least once: a message in flight when a hold disconnects comes again, marked
+    // as a redelivery.
+    std::map<std::string, int> copies;
+    std::set<std::string> redelivered;
+    for (const auto& m : source.emitted()) {
+        ++copies[m.payload];
+        if ((m.flags & SLUICE_MESSAGE_DUP) != 0) redelivered.insert(m.payload);
+    }
+    for (const auto& [payload, n] : copies) {
+        if (n > 1) CHECK(redelivered.count(payload) == 1);
+    }
+}
+
+TEST_CASE("a hold that comes while the broker is down keeps the source away until resumed",
+          "[mqtt-source][broker][hold]") {
+    REQUIRE(Source::can_hold_input());
+    MosquittoOptions down;
+    down.start = false;
+    Mosquitto broker(down);
+    Source source(options(broker.url(), {"hd/#"}, "hold-down"));
+    REQUIRE(wait_until([&] { return has_state(source, SLUICE_RETRY, "cannot connect"); }));
+    source.hold_input(true);
+    REQUIRE(wait_until([&] { return last_state_is(source, SLUICE_RETRY, "holding back"); }));
+    broker.start();
+    std::this_thread::sleep_for(500ms);  // more than reconnect_max_ms
+    CHECK(count_in(broker.log(), " as hold-down (") == 0);
+
+    source.hold_input(false);
+    wait_ready(source);
+    broker.publish("hd/1", "after resume");
+    REQUIRE(wait_for_messages(source, 1).size() == 1);
+}
+
+TEST_CASE("stop() joins within its deadline while hold requests keep coming",
+          "[mqtt-source][broker][hold]") {
+    REQUIRE(Source::can_hold_input());
+    Mosquitto broker;
+    Source source(options(broker.url(), {"hs/#"}, "hold-stop"));
+    wait_ready(source);
+    std::atomic<bool> done{false};
+    std::atomic<int> calls{0};
+    std::thread host([&] {
+        for (bool hold = true; !done; hold = !hold) {
+            source.hold_input(hold);
+            ++calls;
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+    std::this_thread::sleep_for(300ms);  // holds, connects and disconnects under way
+    const auto started = std::chrono::steady_clock::now();
+    const auto status = source.stop(1000ms);
+    const auto took = std::chrono::steady_clock::now() - started;
+    const int calls_at_stop = calls;
+    std::this_thread::sleep_for(20ms);  // requests after stop() change nothing
+    done = true;
+    host.join();
+    CHECK(status == SLUICE_OK);
+    CHECK(took < 1000ms);
+    CHECK(calls > calls_at_stop);
+    CHECK(count_logs(source, "stopped after") == 1);
+}
+
+TEST_CASE("a source that cannot hold back at the broker keeps receiving and says so once",
+          "[mqtt-source][broker][hold]") {
+    REQUIRE(Source::can_hold_input());
+    Mosquitto broker;
+    const auto [option, value] =
+        GENERATE(std::pair<std::string, std::string>{"clean_session", "true"},
+                 std::pair<std::string, std::string>{"qos", "0"});
+    INFO(option << ": " << value);
+    const std::string client_id = "no-hold-" + option;
+    auto opts = options(broker.url(), {"nh/#"}, client_id);
+    opts.insert_or_assign(option, value);
+    Source source(opts);
+    wait_ready(source);
+
+    source.hold_input(true);
+    REQUIRE(wait_until([&] { return count_logs(source, "cannot hold back") == 1; }));
+    CHECK(count_logs(source, "cannot hold back at the broker with " + option + ": " + value) == 1);
+    broker.publish("nh/1", "one");
+    REQUIRE(wait_for_messages(source, 1).size() == 1);
+    source.hold_input(false);
+    source.hold_input(true);
+    broker.publish("nh/2", "two");
+    REQUIRE(wait_for_messages(source, 2).size() == 2);
+    std::this_thread::sleep_for(100ms);
+    CHECK(count_logs(source, "cannot hold back") == 1);
+    CHECK_FALSE(has_state(source, SLUICE_RETRY));
+    CHECK(count_in(broker.log(), "Client " + client_id + " disconnected") == 0);
+}
+
+TEST_CASE("a route whose log cannot keep up does not hold up other routes' messages",
+          "[mqtt-source][broker][callback]") {
+    // paho calls every client's message callback on one thread: a callback that waits for a
+    // log line stalls every connection of the process.
+    Mosquitto broker;
+    Source slow(options(broker.url(), {"slow/#"}, "slow-log"));
+    Source other(options(broker.url(), {"other/#"}, "other"));
+    wait_ready(slow);
+    wait_ready(other);
+    slow.output().refuse(true);
+    slow.host().stall_logs(true);
+    broker.publish("slow/1", "refused, to be logged");
+    broker.publish("other/1", "on time");
+    const bool on_time = wait_for_messages(other, 1, 3s).size() == 1;
+    slow.host().stall_logs(false);
+    CHECK(on_time);
+    REQUIRE(wait_until([&] { return count_logs(slow, "queue is full") == 1; }));
+}
+
+TEST_CASE("MQTT 5: the broker does not send what is over the route's max_payload_bytes",
+          "[mqtt-source][broker][max-packet]") {
+    Mosquitto broker;
+    constexpr std::uint64_t kLimit = 1024;
+    const std::string oversize(kLimit + sluice::plugins::mqtt_source::kPublishAllowance, 'x');
+    // Over max_payload_bytes, but within the allowance for topic and properties: the broker
+    // sends it and the route refuses (and counts) it.
+    const std::string within(kLimit + 1, 'y');
+
+    SECTION("MQTT 5 sends Maximum Packet Size") {
+        Source source(options(broker.url(), {"mp/#"}, "max-packet"), {kLimit});
+        wait_ready(source);
+        CHECK(count_logs(source,
+                         "maximum packet size " +
+                             std::to_string(kLimit +
+                                            sluice::plugins::mqtt_source::kPublishAllowance)) == 1);
+        broker.publish("mp/big", oversize, 1);
+        broker.publish("mp/within", within, 1);
+        broker.publish("mp/small", "ok", 1);
+        const auto got = wait_for_messages(source, 2);
+        std::this_thread::sleep_for(200ms);
+        REQUIRE(source.emitted().size() == 2);
+        CHECK(got[0].payload == within);
+        CHECK(got[1].payload == "ok");
+        CHECK_THAT(broker.log(),
+                   Catch::Contains("Dropping too large outgoing PUBLISH for max-packet"));
+    }
+    SECTION("MQTT 3.1.1 has no such property: everything arrives") {
+        auto opts = options(broker.url(), {"mp/#"}, "max-packet-311");
+        opts.insert_or_assign("mqtt_version", "3.1.1");
+        Source source(opts, {kLimit});
+        wait_ready(source);
+        CHECK(count_logs(source, "maximum packet size") == 0);
+        broker.publish("mp/big", oversize, 1);
+        broker.publish("mp/small", "ok", 1);
+        REQUIRE(wait_for_messages(source, 2).size() == 2);
+    }
+    SECTION("no limit when the host does not tell max_payload_bytes") {
+        Source source(options(broker.url(), {"mp/#"}, "max-packet-unknown"));
+        wait_ready(source);
+        broker.publish("mp/big", oversize, 1);
+        REQUIRE(wait_for_messages(source, 1).size() == 1);
     }
 }

@@ -10,6 +10,9 @@
 
 using sluice::plugins::MqttSource;
 using sluice::plugins::mqtt_source::default_client_id;
+using sluice::plugins::mqtt_source::kMaxMqttPacket;
+using sluice::plugins::mqtt_source::kPublishAllowance;
+using sluice::plugins::mqtt_source::maximum_packet_size;
 using sluice::plugins::mqtt_source::stable_hash;
 using sluice::plugins::mqtt_source::topic_filter_error;
 using sluice::plugins::mqtt_source::url_error;
@@ -80,6 +83,16 @@ TEST_CASE("broker urls are tcp:// or ssl:// with host and port", "[mqtt-source][
     CHECK_THAT(url_error("tcp://h:0"), Catch::Contains("1 to 65535"));
     CHECK_THAT(url_error("tcp://h:99999"), Catch::Contains("1 to 65535"));
     CHECK_THAT(url_error("tcp://h:1883/x"), Catch::Contains("path"));
+}
+
+TEST_CASE("Maximum Packet Size leaves room for topic and properties, within MQTT's limit",
+          "[mqtt-source][max-packet]") {
+    CHECK(maximum_packet_size(0) == 0);  // unknown: no limit sent
+    CHECK(maximum_packet_size(1) == 1 + kPublishAllowance);
+    CHECK(maximum_packet_size(1048576) == 1048576 + kPublishAllowance);
+    CHECK(maximum_packet_size(kMaxMqttPacket - kPublishAllowance - 1) == kMaxMqttPacket - 1);
+    CHECK(maximum_packet_size(kMaxMqttPacket - kPublishAllowance) == kMaxMqttPacket);
+    CHECK(maximum_packet_size(UINT64_MAX) == kMaxMqttPacket);
 }
 
 TEST_CASE("default client ids are stable and differ per route", "[mqtt-source][client-id]") {

@@ -7,10 +7,14 @@
 #ifndef SLUICE_SDK_TESTING_HPP
 #define SLUICE_SDK_TESTING_HPP
 
+#include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -25,7 +29,7 @@ struct Value {
     std::vector<std::pair<std::string, std::string>> map;
     enum class Kind { scalar, list, map } kind = Kind::scalar;
 
-    Value(const char* s) : scalar(s) {}  // NOLINT: implicit on purpose, for brace lists
+    Value(const char* s) : scalar(s) {}             // NOLINT: implicit on purpose, for brace lists
     Value(std::string s) : scalar(std::move(s)) {}  // NOLINT
     Value(std::initializer_list<std::string> list) : items(list), kind(Kind::list) {}
     static Value of_map(std::vector<std::pair<std::string, std::string>> m) {
@@ -137,8 +141,7 @@ private:
             e.item_values = s.values.empty() ? nullptr : s.values.data();
             entries_.push_back(e);
         }
-        config_ = {sizeof(sluice_config), route_.c_str(), "test", entries_.size(),
-                   entries_.data()};
+        config_ = {sizeof(sluice_config), route_.c_str(), "test", entries_.size(), entries_.data()};
     }
 
     std::string route_;
@@ -157,6 +160,10 @@ public:
         api_.ctx = this;
         api_.log = [](void* ctx, int level, const char* m) {
             auto* self = static_cast<FakeHost*>(ctx);
+            // As a log that cannot keep up would (stderr into a full pipe): for tests that a
+            // plugin never logs from a thread that must not wait.
+            while (self->stall_logs_.load())
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
             std::lock_guard lock(self->mu_);
             self->logs_.emplace_back(level, m);
         };
@@ -171,6 +178,10 @@ public:
     FakeHost& operator=(const FakeHost&) = delete;
 
     const sluice_host_api* api() const { return &api_; }
+    /// The route limit the host announces (ABI 1.1); 0: unknown, as from an older host.
+    void set_max_payload_bytes(std::uint64_t bytes) { api_.max_payload_bytes = bytes; }
+    /// While set, every log call waits.
+    void stall_logs(bool stall) { stall_logs_.store(stall); }
     std::vector<std::pair<int, std::string>> logs() const {
         std::lock_guard lock(mu_);
         return logs_;
@@ -182,6 +193,7 @@ public:
 
 private:
     sluice_host_api api_{};
+    std::atomic<bool> stall_logs_{false};
     mutable std::mutex mu_;
     std::vector<std::pair<int, std::string>> logs_;
     std::vector<std::pair<sluice_status, std::string>> states_;
@@ -270,26 +282,50 @@ class Harness {
 public:
     using Options = std::initializer_list<std::pair<const std::string, Value>>;
 
+    /// What the host tells the plugin about its route.
+    struct RouteLimits {
+        std::uint64_t max_payload_bytes = 0;  // 0: unknown (a host older than ABI 1.1)
+    };
+
     /// Options as in a manifest, e.g. {{"parse", "csv"}, {"columns", {"a", "b"}}}; the route
     /// is named "test-route".
     Harness(Options values) : Harness(std::map<std::string, Value>(values)) {}
-    explicit Harness(std::map<std::string, Value> values)
+    explicit Harness(std::map<std::string, Value> values, RouteLimits limits = {})
         : d_(detail::descriptor<T>()), config_(*d_, std::move(values)) {
+        host_.set_max_payload_bytes(limits.max_payload_bytes);
         sluice_error err{};
         if (d_->create(host_.api(), config_.get(), &instance_, &err) != SLUICE_OK) {
             throw std::runtime_error(std::string("create failed: ") + err.message);
         }
-        if (d_->start(instance_, d_->kind == SLUICE_KIND_SOURCE ? out_.get() : nullptr,
-                      &err) != SLUICE_OK) {
+        if (d_->start(instance_, d_->kind == SLUICE_KIND_SOURCE ? out_.get() : nullptr, &err) !=
+            SLUICE_OK) {
             d_->destroy(instance_);
             throw std::runtime_error(std::string("start failed: ") + err.message);
         }
     }
     ~Harness() {
-        sluice_error err{};
-        d_->stop(instance_, 1000, &err);
+        stop(std::chrono::milliseconds(1000));
         d_->destroy(instance_);
     }
+
+    /// Stops the instance as the host does (once); the destructor then only destroys it.
+    sluice_status stop(std::chrono::milliseconds deadline) {
+        if (stopped_) return SLUICE_OK;
+        stopped_ = true;
+        sluice_error err{};
+        const auto s = d_->stop(instance_, static_cast<std::uint32_t>(deadline.count()), &err);
+        last_error_ = err.message;
+        return s;
+    }
+
+    /// Sources: flow control through the descriptor, as the host calls it. False when the
+    /// plugin does not take part (no hold_input exported).
+    bool hold_input(bool hold) {
+        if (d_->hold_input == nullptr) return false;
+        d_->hold_input(instance_, hold ? 1 : 0);
+        return true;
+    }
+    static bool can_hold_input() { return detail::descriptor<T>()->hold_input != nullptr; }
     Harness(const Harness&) = delete;
     Harness& operator=(const Harness&) = delete;
 
@@ -310,6 +346,7 @@ public:
     std::vector<Rejection> rejections() const { return out_.rejections(); }
     CaptureEmitter& output() { return out_; }
     const FakeHost& host() const { return host_; }
+    FakeHost& host() { return host_; }
     const std::string& last_error() const { return last_error_; }
     static const sluice_plugin_descriptor& descriptor() { return *detail::descriptor<T>(); }
 
@@ -319,6 +356,7 @@ private:
     CaptureEmitter out_;
     ConfigBuilder config_;
     void* instance_ = nullptr;
+    bool stopped_ = false;
     std::string last_error_;
 };
 
