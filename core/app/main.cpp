@@ -67,7 +67,7 @@ struct Options {
     std::string log_format;
     std::optional<fs::path> state_dir;
     std::string format = "text";
-    std::string kind;  // plugins new
+    std::string kind;             // plugins new
     std::optional<fs::path> dir;  // plugins new
     bool help = false;
 };
@@ -225,10 +225,9 @@ int cmd_plugins_new(const Options& o) {
         for (const auto& f : files) std::cout << "  " << (dir / f).string() << "\n";
         // An installed sluice sits in <prefix>/bin beside the SDK package: say where it is.
         const fs::path prefix = self_dir().parent_path();
-        const std::string prefix_hint =
-            fs::exists(prefix / "include" / "sluice" / "sdk.hpp")
-                ? " -DCMAKE_PREFIX_PATH=" + prefix.string()
-                : " -DCMAKE_PREFIX_PATH=<Sluice install prefix>";
+        const std::string prefix_hint = fs::exists(prefix / "include" / "sluice" / "sdk.hpp")
+                                            ? " -DCMAKE_PREFIX_PATH=" + prefix.string()
+                                            : " -DCMAKE_PREFIX_PATH=<Sluice install prefix>";
         std::cout << "next:\n  cmake -S " << dir.string() << " -B " << (dir / "build").string()
                   << prefix_hint << "\n  cmake --build " << (dir / "build").string()
                   << "\n  ctest --test-dir " << (dir / "build").string()
@@ -283,8 +282,8 @@ int cmd_plugins(const Options& o) {
         if (o.args.size() != 2) return usage_error("plugins describe needs one plugin id");
         const auto* p = registry.find(o.args[1]);
         if (p == nullptr) {
-            std::cerr << "sluice: unknown plugin '" << o.args[1] << "' (known: "
-                      << registry.known_ids() << ")\n";
+            std::cerr << "sluice: unknown plugin '" << o.args[1]
+                      << "' (known: " << registry.known_ids() << ")\n";
             return kExitInvalid;
         }
         sluice::DocFormat format;
@@ -352,6 +351,30 @@ int cmd_check(const Options& o) {
     return kExitOk;
 }
 
+// A spool left by a route that is no longer configured (renamed, removed) is never delivered:
+// say so at every start rather than let it sit unnoticed.
+void warn_orphan_spools(const fs::path& state_dir, const std::vector<sluice::RouteSpec>& routes) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(state_dir / "routes", ec)) {
+        const std::string name = entry.path().filename().string();
+        const bool configured = std::any_of(routes.begin(), routes.end(), [&](const auto& r) {
+            return r.name == name && r.options.buffer.type == sluice::BufferOptions::Type::disk;
+        });
+        std::error_code seg_ec;
+        if (configured || !fs::is_directory(entry.path() / "spool", seg_ec)) continue;
+        bool has_segments = false;
+        for (const auto& f : fs::directory_iterator(entry.path() / "spool", seg_ec)) {
+            has_segments = has_segments || f.path().extension() == ".seg";
+        }
+        if (!has_segments) continue;
+        sluice::log::warn("", "state_dir has a spool for route '" + name +
+                                  "', which is not configured with a disk buffer: what it holds "
+                                  "is not delivered. Configure the route again to drain it, or "
+                                  "remove " +
+                                  (entry.path() / "spool").string());
+    }
+}
+
 int cmd_run(const Options& o) {
     if (o.help) {
         std::cout << "Usage: sluice run [-c FILE] [--plugins DIR]... [--routes PATH]... "
@@ -397,6 +420,7 @@ int cmd_run(const Options& o) {
             }
         }
     }
+    warn_orphan_spools(loaded->host.state_dir, loaded->routes);
     sluice::log::info("", "sluice " SLUICE_SDK_VERSION_STRING " starting " +
                               std::to_string(loaded->routes.size()) + " route(s)");
     sluice::Supervisor supervisor(loaded->host.state_dir);
@@ -407,8 +431,7 @@ int cmd_run(const Options& o) {
         // deadline (sinks get what is left of it, at least 1 s, to flush), the process ends
         // without it (its disk spool, if any, keeps what it held).
         const auto give_up = std::chrono::steady_clock::now() +
-                             std::chrono::milliseconds(longest_drain_ms) +
-                             std::chrono::seconds(3);
+                             std::chrono::milliseconds(longest_drain_ms) + std::chrono::seconds(3);
         std::atomic<bool> stopped{false};
         supervisor.request_stop_all();
         std::thread stopper([&] {
@@ -423,17 +446,21 @@ int cmd_run(const Options& o) {
                 sluice::log::shutdown();
                 std::_Exit(kExitInvalid);
             }
+            supervisor.interrupt_overdue();
             if (std::chrono::steady_clock::now() > give_up) {
                 for (const auto& st : supervisor.status()) {
                     if (st.state == sluice::RouteState::stopped) continue;
                     sluice::log::error(
                         "route " + st.name,
                         "did not stop in time" +
-                            (st.stuck_in.empty() ? std::string()
-                                                 : ": a call into " + st.stuck_in +
-                                                       " has not returned") +
-                            (st.durable ? "; its disk spool keeps what it held"
-                                        : "; what it held in memory is lost"));
+                            (st.stuck_in.empty()
+                                 ? std::string()
+                                 : ": a call into " + st.stuck_in + " has not returned") +
+                            (st.durable
+                                 ? "; its disk spool keeps the " + std::to_string(st.buffered) +
+                                       " messages it held for the next start"
+                                 : "; " + std::to_string(st.buffered) +
+                                       " messages were not delivered and are lost"));
                 }
                 sluice::log::error("", "exiting without the routes that did not stop");
                 sluice::log::shutdown();
@@ -447,13 +474,14 @@ int cmd_run(const Options& o) {
     while (true) {
         const int sig = sigtimedwait(&signals, nullptr, &tick);
         if (sig == SIGINT || sig == SIGTERM) {
-            sluice::log::info("", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-                                      ": draining routes");
+            sluice::log::info("", std::string("received ") +
+                                      (sig == SIGINT ? "SIGINT" : "SIGTERM") + ": draining routes");
             break;
         }
         if (sig == SIGHUP) {
-            sluice::log::warn("", "SIGHUP: reload is not supported by this version yet; "
-                                  "restart sluice to apply manifest changes");
+            sluice::log::warn("",
+                              "SIGHUP: reload is not supported by this version yet; "
+                              "restart sluice to apply manifest changes");
         }
         if (supervisor.all_done()) {
             sluice::log::info("", "every route's input has ended");
@@ -470,8 +498,8 @@ int cmd_run(const Options& o) {
     }
     if (undelivered > 0) {
         // Exit non-zero so that service managers and scripts notice the loss.
-        sluice::log::error("", "stopped with " + std::to_string(undelivered) +
-                                   " messages not delivered");
+        sluice::log::error(
+            "", "stopped with " + std::to_string(undelivered) + " messages not delivered");
         sluice::log::shutdown();
         return kExitInvalid;
     }

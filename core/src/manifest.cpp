@@ -568,7 +568,7 @@ void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig&
     diag.add(where, "memory_limit",
              "the memory buffers of " + std::to_string(memory_routes.size()) +
                  " routes may hold " + std::to_string(total) +
-                 " bytes together (buffer.max_bytes plus a quarter for headroom), over "
+                 " bytes together (buffer.max_bytes plus half of it for headroom), over "
                  "memory_limit " + std::to_string(host.memory_limit) +
                  "; largest: " + largest +
                  ". Lower their buffer.max_bytes, use buffer: { type: disk }, or raise "

@@ -136,7 +136,7 @@ void Route::hold_source() {
 void Route::release_source_if_room() {
     room_cv_.notify_all();
     if (!held_.load()) return;
-    if (buffer_->bytes() > spec_.options.buffer.max_bytes / 2) return;
+    if (buffer_->bytes() > spec_.options.buffer.resume_below()) return;
     std::lock_guard lock(flow_mu_);
     if (!held_.load(std::memory_order_relaxed)) return;
     held_.store(false);

@@ -135,9 +135,9 @@ Route::Step Route::run_transforms() {
         const sluice_emitter e = call.emitter();
         std::string err;
         const std::string& label = spec_.transforms[i].label;
-        track(&label);
+        begin_call(transforms_[i].get(), &label);
         const auto s = transforms_[i]->process(in->batch(), &e, err);
-        track(nullptr);
+        end_call();
         if (s == SLUICE_FATAL) {
             fail(label, err);
             return Step::failed;  // ingress_ is kept for the restarted route
@@ -178,9 +178,9 @@ Route::Step Route::deliver() {
     const sluice_emitter e = call.emitter();
     std::string err;
     const std::string& label = spec_.sink.label;
-    track(&label);
+    begin_call(sink_.get(), &label);
     const auto s = sink_->process(pending_.batch(), &e, err);
-    track(nullptr);
+    end_call();
     const bool stop_on_error = spec_.options.on_error == RouteOptions::OnError::stop;
     std::uint32_t& retry_ms = sink_retry_ms_;
     switch (s) {
@@ -277,9 +277,9 @@ Route::Step Route::deliver_dead_letters() {
     const sluice_emitter e = call.emitter();
     std::string err;
     const std::string& label = spec_.dead_letter.label;
-    track(&label);
+    begin_call(dead_letter_.get(), &label);
     const auto s = dead_letter_->process(dead_letters_.batch(), &e, err);
-    track(nullptr);
+    end_call();
     if (s == SLUICE_RETRY) {
         counters_.retries.fetch_add(1, std::memory_order_relaxed);
         on_report_state(label, SLUICE_RETRY, err.c_str());
@@ -310,6 +310,25 @@ Route::Step Route::deliver_dead_letters() {
         return Step::failed;
     }
     return Step::progressed;
+}
+
+void Route::begin_call(PluginInstance* instance, const std::string* stage) {
+    std::lock_guard lock(call_mu_);
+    calling_ = instance;
+    in_call_.store(stage, std::memory_order_release);
+}
+
+void Route::end_call() {
+    std::lock_guard lock(call_mu_);
+    calling_ = nullptr;
+    in_call_.store(nullptr, std::memory_order_release);
+}
+
+void Route::interrupt_if_overdue() {
+    if (!stopping() || in_call_.load(std::memory_order_acquire) == nullptr) return;
+    if (Clock::now() < drain_deadline()) return;
+    std::lock_guard lock(call_mu_);
+    if (calling_ != nullptr) calling_->interrupt();
 }
 
 void Route::confirm_batch() {

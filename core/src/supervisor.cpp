@@ -16,6 +16,11 @@ void Supervisor::request_stop_all() {
     for (auto& r : routes_) r->request_stop();
 }
 
+void Supervisor::interrupt_overdue() {
+    std::lock_guard lock(mu_);
+    for (auto& r : routes_) r->interrupt_if_overdue();
+}
+
 void Supervisor::stop_all() {
     std::vector<Route*> routes;
     {

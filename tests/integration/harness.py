@@ -230,3 +230,98 @@ def route(name, url, topics, kafka, kafka_topic, qos=1, extra_source="", transfo
         text += f"transforms:\n{transforms}"
     text += f"sink:\n  kafka-sink:\n    brokers: {kafka}\n    topic: {kafka_topic}\n{extra_sink}"
     return text + extra
+
+
+# --- Helpers for the fault tests (test_faults.py, faults.py) --------------------------------
+
+
+class PersistentMosquitto(Mosquitto):
+    """A mosquitto whose sessions and queued messages survive its own restart (SIGTERM, then
+    start() again on the same port): `persistence true` in a store under `workdir`. The queue
+    limits stay raised as in Mosquitto."""
+
+    def __init__(self, workdir, port=None, extra=()):
+        store = Path(workdir) / "mosquitto-store"
+        store.mkdir(parents=True, exist_ok=True)
+        # mosquitto applies the last `persistence` line: this overrides the base's `false`.
+        super().__init__(workdir, port=port, extra=["persistence true",
+                                                    f"persistence_location {store}/",
+                                                    "autosave_interval 1", *extra])
+
+
+class SluiceProcess:
+    """The real binary run with `--state-dir` (None: the flag is left out), one log file per
+    start (`<name>-<n>.log`), SIGKILL and a timed SIGTERM. Every start is registered in RUNNING
+    so that conftest kills what a failing test left behind."""
+
+    def __init__(self, workdir, routes, state_dir, env=None, name="sluice", extra_args=()):
+        self.workdir = Path(workdir)
+        self.routes = [Path(r) for r in (routes if isinstance(routes, (list, tuple)) else [routes])]
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        self.env = dict(os.environ, **(env or {}))
+        self.name = name
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.starts = 0
+        self.log_path = None
+
+    def args(self):
+        args = [SLUICE, "run", "--plugins", PLUGINS]
+        for r in self.routes:
+            args += ["--routes", str(r)]
+        if self.state_dir is not None:
+            args += ["--state-dir", str(self.state_dir)]
+        return args + self.extra_args
+
+    def start(self):
+        self.starts += 1
+        self.log_path = self.workdir / f"{self.name}-{self.starts}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=log, env=self.env)
+        RUNNING.append(self.proc)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self, start=None):
+        """The log of start number `start` (default: the latest)."""
+        path = self.log_path if start is None else self.workdir / f"{self.name}-{start}.log"
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def all_logs(self):
+        return "".join(self.log_text(i) for i in range(1, self.starts + 1))
+
+    def wait_log(self, predicate, timeout, what):
+        """Until predicate(log text of this start) is true; fails at once if sluice exited."""
+        def check():
+            text = self.log_text()
+            if predicate(text):
+                return True
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice exited with {self.proc.returncode} while waiting "
+                                   f"for {what}:\n{text[-6000:]}")
+            return False
+        return wait_for(check, timeout, what)
+
+    def kill(self):
+        """SIGKILL: no drain, no clean-up; returns once the process is gone."""
+        if self.alive():
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+
+    def terminate(self, timeout):
+        """SIGTERM; returns (exit code or None if still running at `timeout`, seconds taken).
+        A process still running at the deadline is killed."""
+        t0 = time.monotonic()
+        if not self.alive():
+            return self.proc.returncode, 0.0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None, time.monotonic() - t0
+        return rc, time.monotonic() - t0

@@ -22,7 +22,8 @@ they spend per message. For each scenario and repetition this script:
 
 Scenarios: ceiling (the C subscriber on sensors/#), sluice-1 (one route on sensors/# into one
 topic, keyed by node, with the occupancy manifests' json-transform), sluice-6 (the six
-manifests/occupancy routes with fixed client ids, written to a temp dir).
+manifests/occupancy routes with fixed client ids, written to a temp dir), and sluice-1-disk /
+sluice-6-disk (the same with `buffer: {type: disk, fsync: never}`: what the durable spool costs).
 
 --live instead keeps the subscriber connected and publishes at max pace: end-to-end throughput
 and the subscriber's CPU per message (expected to be capped by the publisher).
@@ -50,7 +51,9 @@ MANIFESTS = os.path.join(REPO, "manifests", "occupancy")
 MSGS_PER_ROW = 16
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.1
-SCENARIOS = ("ceiling", "sluice-1", "sluice-6")
+SCENARIOS = ("ceiling", "sluice-1", "sluice-6", "sluice-1-disk", "sluice-6-disk")
+# The -disk scenarios are the same routes with a durable spool instead of the memory buffer.
+DISK_BUFFER = "{type: disk, fsync: never, max_bytes: 268435456}"
 
 # The occupancy manifests' transform, used by the one-route scenario too.
 ONE_ROUTE = """\
@@ -259,7 +262,7 @@ def find_count(summary):
 # Sluice set-up
 
 
-def with_options(text, args):
+def with_options(text, args, extra_route_options=()):
     """Adds --sink-option lines to the kafka-sink block and --route-option lines at the end."""
     for opt in args.sink_option:
         key, _, value = opt.partition("=")
@@ -268,7 +271,7 @@ def with_options(text, args):
                           flags=re.M)
         if n != 1:
             raise BenchError("expected one kafka-sink block")
-    for opt in args.route_option:
+    for opt in list(args.route_option) + list(extra_route_options):
         key, _, value = opt.partition("=")
         text = text.rstrip("\n") + f"\n{key}: {value}\n"
     return text
@@ -278,11 +281,12 @@ def sluice_routes(scenario, env, routes_dir, args):
     """Writes the route manifests; returns [(client_id, filter)], [(kafka topic, partitions)]."""
     os.makedirs(routes_dir, exist_ok=True)
     mqtt_version = args.mqtt_version
-    if scenario == "sluice-1":
+    extra = [f"buffer={DISK_BUFFER}"] if scenario.endswith("-disk") else []
+    if scenario.startswith("sluice-1"):
         with open(os.path.join(routes_dir, "bench-sensors.yaml"), "w", encoding="utf-8") as f:
             f.write(with_options(ONE_ROUTE.format(mqtt_url=env_placeholder("MQTT_URL"),
                                                   brokers=env_placeholder("KAFKA_BROKERS"),
-                                                  mqtt_version=mqtt_version), args))
+                                                  mqtt_version=mqtt_version), args, extra))
         # ~170 bytes a record in the mock cluster; keyed by 7 nodes, so at most 7 partitions
         # fill: the s1..s4 keys hold ~30k records (~5 MiB) each. End offsets count regardless.
         return [("sluice-bench-sensors", "sensors/#")], [("bench.sensors", 8)]
@@ -302,7 +306,7 @@ def sluice_routes(scenario, env, routes_dir, args):
         if n != 1:
             raise BenchError(f"{name}: expected one mqtt-source block")
         with open(os.path.join(routes_dir, name), "w", encoding="utf-8") as f:
-            f.write(with_options(text, args))
+            f.write(with_options(text, args, extra))
         for flt in filters.split(","):
             subs.append((client_id, flt.strip().strip("'\"")))
         topics.append((topic, 4))  # <= 40,516 records (~7 MiB) a topic: 4 x <2 MiB
@@ -339,12 +343,14 @@ def stop_sluice(env, proc, log_path):
 
 
 def route_counters(log_text):
-    """'[route X] stopped: received R, delivered D, errors E, restarts S' -> totals."""
+    """Each route's stop line ('... stopped: received R, delivered D, errors E, ...,
+    restarts S') -> totals."""
     totals = {"received": 0, "delivered": 0, "errors": 0, "restarts": 0}
-    for m in re.finditer(r"\] stopped: received (\d+), delivered (\d+), errors (\d+), "
-                         r"restarts (\d+)", log_text):
-        for key, value in zip(("received", "delivered", "errors", "restarts"), m.groups()):
-            totals[key] += int(value)
+    for line in re.findall(r"\] stopped: (.*)", log_text):
+        for key in totals:
+            m = re.search(rf"\b{key} (\d+)", line)
+            if m:
+                totals[key] += int(m.group(1))
     return totals
 
 
@@ -616,7 +622,7 @@ def summarise(runs, scenarios):
         table[sc] = row
     if "ceiling" in table:
         ceiling = {r["run"]: r["msgs_per_s"] for r in runs if r["scenario"] == "ceiling"}
-        for sc in ("sluice-1", "sluice-6"):
+        for sc in SCENARIOS[1:]:
             if sc in table:
                 table[sc]["ratio_vs_ceiling"] = (table[sc]["msgs_per_s"] /
                                                  table["ceiling"]["msgs_per_s"])
@@ -635,7 +641,7 @@ def print_table(table, args, n):
     kafka = "mock Kafka as is (Nagle on)" if args.kafka_nagle else "mock Kafka with TCP_NODELAY"
     print(f"\nEnd-to-end, {mode}: {n} QoS 1 messages, MQTT {args.mqtt_version}, {kafka}, "
           f"median of {args.repeat} run(s)")
-    header = (f"{'scenario':10} {'msg/s':>9} {'ratio':>6} {'paired':>6} {'us CPU/msg':>11} "
+    header = (f"{'scenario':13} {'msg/s':>9} {'ratio':>6} {'paired':>6} {'us CPU/msg':>11} "
               f"{'mosq us/msg':>12} {'kafka us/msg':>13} {'time s':>7}  all msg/s")
     if args.live:
         header += "   publisher us/msg"
@@ -645,7 +651,7 @@ def print_table(table, args, n):
             if sc == "ceiling" else "-"
         kafka = f"{row['kafka_cpu_us_per_msg']:.1f}" if "kafka_cpu_us_per_msg" in row else "-"
         paired = f"{row['paired_ratio']:.2f}" if "paired_ratio" in row else "-"
-        line = (f"{sc:10} {row['msgs_per_s']:9.0f} {ratio:>6} {paired:>6} "
+        line = (f"{sc:13} {row['msgs_per_s']:9.0f} {ratio:>6} {paired:>6} "
                 f"{row['cpu_us_per_msg']:11.1f} "
                 f"{row['mosquitto_cpu_us_per_msg']:12.1f} {kafka:>13} {row['drain_s']:7.2f}  "
                 + " ".join(f"{v:.0f}" for v in row["msgs_per_s_all"]))

@@ -427,7 +427,8 @@ void KafkaSink::produce(sdk::MessageView m, std::size_t index, rd_kafka_topic_t*
             return;
         }
         tracker_->not_produced(index);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && Clock::now() < give_up) {
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && Clock::now() < give_up &&
+            !interrupted_.load()) {
             // Deliveries make room; the poll thread serves them while we wait.
             tracker_->wait_for_progress(kQueueFullWait);
             continue;
@@ -451,6 +452,7 @@ sdk::Status KafkaSink::write(const sdk::BatchView& in, sdk::Emitter& results) {
     std::erase_if(abandoned_, [](const auto& t) { return t->outstanding() == 0; });
 
     kafka::DeliveryTracker& tracker = *tracker_;
+    interrupted_.store(false);
     tracker.reset(in.size());
     // on_fatal() may have interrupted the previous tracker state just before reset() cleared it.
     if (fatal_.load()) fail_fatal();
@@ -484,8 +486,10 @@ sdk::Status KafkaSink::write(const sdk::BatchView& in, sdk::Emitter& results) {
         if (!o.produced) continue;  // rejected above
         if (!o.reported) {
             ++retried;
-            reason = "no delivery report from Kafka within " +
-                     std::to_string(settings_.delivery_timeout_ms) + " ms";
+            reason = interrupted_.load()
+                         ? std::string("not confirmed by Kafka before the route had to stop")
+                         : "no delivery report from Kafka within " +
+                               std::to_string(settings_.delivery_timeout_ms) + " ms";
             if (retry_reason.empty()) retry_reason = reason;
             results.reject(i, sdk::Status::retry, reason);
             last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -517,6 +521,12 @@ sdk::Status KafkaSink::write(const sdk::BatchView& in, sdk::Emitter& results) {
         set_health(sdk::Status::ok, {});
     }
     return sdk::Status::ok;
+}
+
+void KafkaSink::interrupt() {
+    interrupted_.store(true);
+    std::lock_guard lock(tracker_mu_);
+    if (tracker_) tracker_->interrupt();
 }
 
 void KafkaSink::abandon_tracker() {

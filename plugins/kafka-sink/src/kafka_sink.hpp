@@ -38,6 +38,9 @@ public:
     void start() override;
     sdk::Status write(const sdk::BatchView& in, sdk::Emitter& results) override;
     void stop(std::chrono::milliseconds deadline) override;
+    /// THREAD: any host thread, while write() may run: ends its wait for delivery reports
+    /// (the route is stopping past its drain deadline); unconfirmed messages go back as retry.
+    void interrupt();
 
     /// Test hooks: librdkafka producers alive in the process; characters replaced in topic
     /// names by all instances of the process.
@@ -91,6 +94,7 @@ private:
     // Trackers whose write() gave up waiting; librdkafka may still report into them.
     std::vector<std::shared_ptr<kafka::DeliveryTracker>> abandoned_;
     std::atomic<bool> fatal_{false};
+    std::atomic<bool> interrupted_{false};  // interrupt() during the write() in progress
 
     std::mutex health_mu_;
     sdk::Status health_ = sdk::Status::ok;

@@ -383,6 +383,26 @@ TEST_CASE("kafka-sink: an unreachable cluster is RETRY, not a crash", "[kafka-si
     CHECK(s.back() == SLUICE_RETRY);
 }
 
+TEST_CASE("kafka-sink: interrupt ends a write waiting on an unreachable cluster", "[kafka-sink]") {
+    Harness<KafkaSink> h(Options{
+        {"brokers", "127.0.0.1:1"}, {"topic", "nowhere"}, {"delivery_timeout_ms", "30000"}});
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(milliseconds(300));
+        CHECK(h.interrupt());
+    });
+    const auto t0 = Clock::now();
+    REQUIRE(h.process(numbered("x", 3)) == SLUICE_OK);
+    const auto took = Clock::now() - t0;
+    stopper.join();
+    CHECK(took < milliseconds(5000));  // not the 30 s delivery timeout
+    const auto rejections = h.rejections();
+    REQUIRE(rejections.size() == 3);
+    for (const auto& r : rejections) {
+        CHECK(r.status == SLUICE_RETRY);
+        CHECK_THAT(r.reason, Catch::Contains("before the route had to stop"));
+    }
+}
+
 TEST_CASE("kafka-sink stop returns within its deadline", "[kafka-sink]") {
     const auto& d = Harness<KafkaSink>::descriptor();
     sluice::sdk::testing::FakeHost host;

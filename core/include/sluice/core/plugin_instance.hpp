@@ -25,13 +25,17 @@ public:
     PluginInstance& operator=(const PluginInstance&) = delete;
 
     sluice_status start(const sluice_emitter* out, std::string& error);
-    sluice_status process(const sluice_batch& batch, const sluice_emitter* out,
-                          std::string& error);
+    sluice_status process(const sluice_batch& batch, const sluice_emitter* out, std::string& error);
     sluice_status stop(uint32_t deadline_ms, std::string& error);
     /// Sources built against ABI >= 1.1 may hold their input back at its origin.
     bool can_hold_input() const { return descriptor_.hold_input != nullptr; }
     void hold_input(bool hold) {
         if (descriptor_.hold_input != nullptr && started_) descriptor_.hold_input(instance_, hold);
+    }
+    /// Asks a process() call in progress on another thread to return early (ABI 1.1).
+    bool can_interrupt() const { return descriptor_.interrupt != nullptr; }
+    void interrupt() {
+        if (descriptor_.interrupt != nullptr) descriptor_.interrupt(instance_);
     }
 
 private:

@@ -85,6 +85,10 @@ public:
 
     RouteStatus status() const;
 
+    /// Stopping and past its drain deadline while a plugin call has not returned: asks that
+    /// call to end early (plugins that support it). ANY thread; cheap when nothing is due.
+    void interrupt_if_overdue();
+
     // Called back by stages through the host API (any thread).
     sluice_status on_emit(const sluice_message& m);
     void on_end_of_input();
@@ -134,7 +138,10 @@ private:
     void confirm_batch();
     void handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
                       const std::string& reason);
-    void track(const std::string* stage) { in_call_.store(stage, std::memory_order_release); }
+    // Around every call into a transform or sink: what status() shows and what
+    // interrupt_if_overdue() may interrupt.
+    void begin_call(PluginInstance* instance, const std::string* stage);
+    void end_call();
 
     RouteSpec spec_;
     std::filesystem::path state_dir_;
@@ -164,8 +171,10 @@ private:
     std::atomic<bool> source_failed_{false};  // a stage reported SLUICE_FATAL
     std::atomic<bool> downstream_failed_{false};
     std::atomic<const std::string*> in_call_{nullptr};  // label of the stage being called
-    std::string fatal_reason_;                          // guarded by wait_mu_
-    bool wake_ = false;         // guarded by wait_mu_: wait_for() returns early once
+    std::mutex call_mu_;                 // held to interrupt, so the instance outlives the call
+    PluginInstance* calling_ = nullptr;  // guarded by call_mu_
+    std::string fatal_reason_;           // guarded by wait_mu_
+    bool wake_ = false;                  // guarded by wait_mu_: wait_for() returns early once
     bool input_ready_ = false;  // guarded by wait_mu_: a message arrived while the worker waited
     std::atomic<bool> worker_waiting_{false};    // emit wakes the worker only when it waits
     std::atomic<bool> closed_{false};            // the route takes nothing more
@@ -177,7 +186,7 @@ private:
     std::condition_variable wait_cv_;
 
     // Flow control. A source that can hold its input back is asked to when the buffer passes
-    // max_bytes and to resume below half of it; one that cannot (ABI 1.0) waits in emit on
+    // max_bytes and to resume below a quarter of it; one that cannot (ABI 1.0) waits in emit on
     // its own thread (room_cv_), as that ABI allowed.
     std::mutex flow_mu_;
     PluginInstance* hold_target_ = nullptr;  // guarded by flow_mu_: the running source

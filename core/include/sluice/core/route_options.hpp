@@ -3,6 +3,7 @@
 // and shown); validation, `sluice check`, the docs and the route's fingerprint all read it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,9 +19,16 @@ struct BufferOptions {
     enum class Fsync { never, interval, always } fsync = Fsync::interval;
     std::uint32_t fsync_interval_ms = 1000;
 
-    /// What a route may hold beyond max_bytes while its source is being held back (messages
-    /// already on their way from the broker when the hold is asked for are still taken).
-    std::uint64_t headroom() const { return max_bytes / 4 + (64u << 10); }
+    /// What a route may hold beyond max_bytes while its source is being held back: messages
+    /// already on their way when the hold is asked for are still taken. A resumed MQTT session
+    /// delivers its backlog in one burst, which a disk spool absorbs more of (disk is cheaper
+    /// than memory, and memory_limit counts this headroom).
+    std::uint64_t headroom() const {
+        return type == Type::disk ? std::max<std::uint64_t>(max_bytes / 2, 4u << 20)
+                                  : max_bytes / 2 + (64u << 10);
+    }
+    /// The source is let go again once the buffer is down to this.
+    std::uint64_t resume_below() const { return max_bytes / 4; }
 };
 
 struct RouteOptions {

@@ -20,6 +20,8 @@ public:
     void start(RouteSpec spec);
     /// Asks every route to stop and drain; returns at once.
     void request_stop_all();
+    /// Interrupts plugin calls of routes that are past their drain deadline (see Route).
+    void interrupt_overdue();
     /// Asks every route to stop and drain, then waits for all of them.
     void stop_all();
     /// True when every route has ended on its own (finite inputs fully delivered).

@@ -11,6 +11,8 @@
 // Optional: `static void validate(const Config&, Diagnostics&)` for cross-field checks.
 // Optional, sources: `void hold_input(bool hold)` for flow control (ABI 1.1): hold back input at
 // its origin while the route's buffer is full; emit() then never waits.
+// Optional, transforms and sinks: `void interrupt()` (ABI 1.1), called from another thread to
+// end a process()/write() in progress early (a sink returns retry for what it could not confirm).
 // Every exception thrown by plugin code is caught here and becomes a status with its message:
 // sdk::Retry -> SLUICE_RETRY, sdk::Fatal -> SLUICE_FATAL, anything else -> SLUICE_ERROR
 // (SLUICE_FATAL from create: an instance that cannot be built is not retried sooner).
@@ -191,11 +193,22 @@ struct Instance {
 };
 
 template <class T>
-concept HasValidate = requires(const Config& c, Diagnostics& d) { T::validate(c, d); };
+concept HasValidate = requires(const Config& c, Diagnostics& d) {
+    T::validate(c, d);
+};
 
 /// Sources with `void hold_input(bool hold)` take part in flow control (ABI 1.1).
 template <class T>
-concept HasHoldInput = requires(T& t, bool hold) { t.hold_input(hold); };
+concept HasHoldInput = requires(T& t, bool hold) {
+    t.hold_input(hold);
+};
+
+/// Transforms and sinks with `void interrupt()` can be asked to end a process()/write() in
+/// progress early (ABI 1.1). Called from another thread: set a flag, wake your wait, return.
+template <class T>
+concept HasInterrupt = requires(T& t) {
+    t.interrupt();
+};
 
 template <class T>
 constexpr sluice_kind kind_of() {
@@ -204,7 +217,8 @@ constexpr sluice_kind kind_of() {
     } else if constexpr (std::is_base_of_v<Transform, T>) {
         return SLUICE_KIND_TRANSFORM;
     } else {
-        static_assert(std::is_base_of_v<Sink, T>, "a plugin derives from Source, Transform or Sink");
+        static_assert(std::is_base_of_v<Sink, T>,
+                      "a plugin derives from Source, Transform or Sink");
         return SLUICE_KIND_SINK;
     }
 }
@@ -230,8 +244,8 @@ const sluice_plugin_descriptor* descriptor() {
                     return diagnostics.count() == 0 ? SLUICE_OK : SLUICE_ERROR;
                 };
             }
-            d.create = [](const sluice_host_api* host, const sluice_config* config,
-                          void** instance, sluice_error* error) {
+            d.create = [](const sluice_host_api* host, const sluice_config* config, void** instance,
+                          sluice_error* error) {
                 return guarded(error, SLUICE_FATAL, [&] {
                     auto inst = std::make_unique<Instance<T>>(Instance<T>{Host(host), nullptr});
                     inst->plugin = std::make_unique<T>(Config(*config), inst->host);
@@ -251,8 +265,8 @@ const sluice_plugin_descriptor* descriptor() {
                 });
             };
             if constexpr (!std::is_base_of_v<Source, T>) {
-                d.process = [](void* instance, const sluice_batch* batch,
-                               const sluice_emitter* out, sluice_error* error) {
+                d.process = [](void* instance, const sluice_batch* batch, const sluice_emitter* out,
+                               sluice_error* error) {
                     auto* inst = static_cast<Instance<T>*>(instance);
                     return guarded(error, SLUICE_ERROR, [&] {
                         Emitter emitter(out);
@@ -285,6 +299,16 @@ const sluice_plugin_descriptor* descriptor() {
                     });
                 };
             }
+            if constexpr (!std::is_base_of_v<Source, T> && HasInterrupt<T>) {
+                d.interrupt = [](void* instance) {
+                    auto* inst = static_cast<Instance<T>*>(instance);
+                    sluice_error ignored{};
+                    guarded(&ignored, SLUICE_ERROR, [&] {
+                        inst->plugin->interrupt();
+                        return SLUICE_OK;
+                    });
+                };
+            }
             d.destroy = [](void* instance) {
                 // A destructor that throws would terminate; the SDK's contract is that
                 // destroy never fails, so swallow and move on.
@@ -303,7 +327,7 @@ template <class... Plugins>
 const sluice_module* module(const char* name) {
     static const sluice_plugin_descriptor* const plugins[] = {descriptor<Plugins>()...};
     static const sluice_module m{sizeof(sluice_module), SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR, name,
-                                 sizeof...(Plugins), plugins};
+                                 sizeof...(Plugins),    plugins};
     return &m;
 }
 
@@ -311,10 +335,10 @@ const sluice_module* module(const char* name) {
 }  // namespace sluice::sdk
 
 /// Declares the library's entry point, listing its plugin classes. Use once per library.
-#define SLUICE_MODULE(NAME, ...)                                                       \
-    extern "C" __attribute__((visibility("default"))) const sluice_module*           \
-    sluice_module_entry_v1(void) {                                                    \
-        return ::sluice::sdk::detail::module<__VA_ARGS__>(NAME);                      \
+#define SLUICE_MODULE(NAME, ...)                                                                   \
+    extern "C" __attribute__((visibility("default"))) const sluice_module* sluice_module_entry_v1( \
+        void) {                                                                                    \
+        return ::sluice::sdk::detail::module<__VA_ARGS__>(NAME);                                   \
     }
 
 #endif  // SLUICE_SDK_PLUGIN_HPP

@@ -326,6 +326,14 @@ public:
         return true;
     }
     static bool can_hold_input() { return detail::descriptor<T>()->hold_input != nullptr; }
+
+    /// Transforms and sinks: asks the process() in progress (on another thread) to end early,
+    /// as the host does past a route's drain deadline. False when the plugin cannot be.
+    bool interrupt() {
+        if (d_->interrupt == nullptr) return false;
+        d_->interrupt(instance_);
+        return true;
+    }
     Harness(const Harness&) = delete;
     Harness& operator=(const Harness&) = delete;
 
