@@ -375,6 +375,16 @@ void warn_orphan_spools(const fs::path& state_dir, const std::vector<sluice::Rou
     }
 }
 
+// Ends the process without waiting for routes that did not stop: writes out the queued log
+// lines first, but not for longer than a second (stderr itself may be what is stuck).
+[[noreturn]] void exit_now(int code) {
+    std::thread([] { sluice::log::shutdown(); }).detach();
+    for (int i = 0; i < 100 && !sluice::log::is_shut_down(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::_Exit(code);
+}
+
 int cmd_run(const Options& o) {
     if (o.help) {
         std::cout << "Usage: sluice run [-c FILE] [--plugins DIR]... [--routes PATH]... "
@@ -443,8 +453,7 @@ int cmd_run(const Options& o) {
             const int again = sigtimedwait(&signals, nullptr, &slice);
             if (again == SIGINT || again == SIGTERM) {
                 sluice::log::error("", "second signal: exiting without finishing the drain");
-                sluice::log::shutdown();
-                std::_Exit(kExitInvalid);
+                exit_now(kExitInvalid);
             }
             supervisor.interrupt_overdue();
             if (std::chrono::steady_clock::now() > give_up) {
@@ -463,8 +472,7 @@ int cmd_run(const Options& o) {
                                        " messages were not delivered and are lost"));
                 }
                 sluice::log::error("", "exiting without the routes that did not stop");
-                sluice::log::shutdown();
-                std::_Exit(kExitInvalid);
+                exit_now(kExitInvalid);
             }
         }
         stopper.join();

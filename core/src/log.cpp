@@ -13,6 +13,11 @@ namespace sluice::log {
 namespace {
 
 std::atomic<bool> g_json{false};
+std::atomic<bool> g_stopped{false};
+std::atomic<bool> g_shut_down{false};
+// Our own reference: spdlog::shutdown() drops the registry's, while a thread that outlives it
+// (a plugin's, when the process gives up on a stuck route) may still be logging.
+std::shared_ptr<spdlog::logger> g_logger;
 
 spdlog::level::level_enum to_spdlog(sluice_log_level level) {
     switch (level) {
@@ -37,8 +42,8 @@ void setup(const std::string& level, const std::string& format) {
     // from a thread every route shares (paho's receive thread), so it must never wait for a
     // slow or blocked stderr.
     spdlog::init_thread_pool(32768, 1);
-    auto logger = spdlog::create_async_nb<spdlog::sinks::stderr_sink_mt>("sluice");
-    spdlog::set_default_logger(logger);
+    g_logger = spdlog::create_async_nb<spdlog::sinks::stderr_sink_mt>("sluice");
+    spdlog::set_default_logger(g_logger);
     g_json = format == "json";
     // JSON lines carry their own escaped message; spdlog only adds nothing around it.
     spdlog::set_pattern(g_json ? "%v" : "%Y-%m-%d %H:%M:%S.%e %l %v");
@@ -46,13 +51,28 @@ void setup(const std::string& level, const std::string& format) {
     spdlog::flush_on(spdlog::level::warn);
 }
 
-void shutdown() { spdlog::shutdown(); }
+void shutdown() {
+    // Lines logged from now on are dropped; the queued ones are written out first.
+    g_stopped = true;
+    spdlog::shutdown();
+    g_shut_down = true;
+}
 
-bool enabled(sluice_log_level level) { return spdlog::should_log(to_spdlog(level)); }
+bool is_shut_down() { return g_shut_down; }
+
+namespace {
+spdlog::logger* logger() { return g_logger ? g_logger.get() : spdlog::default_logger_raw(); }
+}  // namespace
+
+bool enabled(sluice_log_level level) {
+    return !g_stopped && logger()->should_log(to_spdlog(level));
+}
 
 void write(sluice_log_level level, std::string_view scope, std::string_view message) {
     const auto lvl = to_spdlog(level);
-    if (!spdlog::should_log(lvl)) return;
+    if (g_stopped) return;
+    spdlog::logger* out = logger();
+    if (!out->should_log(lvl)) return;
     if (g_json) {
         std::string line = "{\"time\":\"";
         const auto now = std::chrono::system_clock::now();
@@ -66,11 +86,11 @@ void write(sluice_log_level level, std::string_view scope, std::string_view mess
         line += ",\"msg\":";
         sdk::json::append_quoted(line, message);
         line += "}";
-        spdlog::log(lvl, "{}", line);
+        out->log(lvl, "{}", line);
     } else if (scope.empty()) {
-        spdlog::log(lvl, "{}", message);
+        out->log(lvl, "{}", message);
     } else {
-        spdlog::log(lvl, "[{}] {}", scope, message);
+        out->log(lvl, "[{}] {}", scope, message);
     }
 }
 

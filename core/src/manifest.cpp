@@ -31,16 +31,26 @@ SourceLocation location(const std::string& file, const YAML::Node& node,
 
 std::string type_name(uint32_t type) {
     switch (type) {
-        case SLUICE_FIELD_STRING: return "string";
-        case SLUICE_FIELD_INT: return "integer";
-        case SLUICE_FIELD_FLOAT: return "number";
-        case SLUICE_FIELD_BOOL: return "boolean";
-        case SLUICE_FIELD_ENUM: return "enum";
-        case SLUICE_FIELD_LIST: return "list of strings";
-        case SLUICE_FIELD_MAP: return "map of strings";
-        case SLUICE_FIELD_TEMPLATE: return "template";
-        case SLUICE_FIELD_TEMPLATE_MAP: return "map of templates";
-        default: return "unknown";
+        case SLUICE_FIELD_STRING:
+            return "string";
+        case SLUICE_FIELD_INT:
+            return "integer";
+        case SLUICE_FIELD_FLOAT:
+            return "number";
+        case SLUICE_FIELD_BOOL:
+            return "boolean";
+        case SLUICE_FIELD_ENUM:
+            return "enum";
+        case SLUICE_FIELD_LIST:
+            return "list of strings";
+        case SLUICE_FIELD_MAP:
+            return "map of strings";
+        case SLUICE_FIELD_TEMPLATE:
+            return "template";
+        case SLUICE_FIELD_TEMPLATE_MAP:
+            return "map of templates";
+        default:
+            return "unknown";
     }
 }
 
@@ -72,8 +82,7 @@ public:
         : file_(file), diag_(diag), env_(env) {}
 
     std::optional<StageConfig::Entry> check(const sluice_field_spec& f, const YAML::Node& value,
-                                            const SourceLocation& where,
-                                            const std::string& path) {
+                                            const SourceLocation& where, const std::string& path) {
         StageConfig::Entry e;
         e.key = f.name;
         e.type = f.type;
@@ -143,8 +152,8 @@ public:
                         ok = false;
                         continue;
                     }
-                    if (f.type == SLUICE_FIELD_TEMPLATE_MAP && !check_template(*s, val_where,
-                                                                               item_path)) {
+                    if (f.type == SLUICE_FIELD_TEMPLATE_MAP &&
+                        !check_template(*s, val_where, item_path)) {
                         ok = false;
                         continue;
                     }
@@ -271,10 +280,9 @@ private:
 std::vector<StageConfig::Entry> check_fields(const std::vector<sluice_field_spec>& fields,
                                              const YAML::Node& node,
                                              const std::set<std::string>& ignored_keys,
-                                             const SourceLocation& where,
-                                             const std::string& path, const std::string& file,
-                                             Diagnostics& diag, const EnvLookup& env,
-                                             bool& ok,
+                                             const SourceLocation& where, const std::string& path,
+                                             const std::string& file, Diagnostics& diag,
+                                             const EnvLookup& env, bool& ok,
                                              const std::set<std::string>& reported_keys = {}) {
     FieldChecker checker(file, diag, env);
     std::vector<StageConfig::Entry> entries;
@@ -341,8 +349,12 @@ std::vector<StageConfig::Entry> check_fields(const std::vector<sluice_field_spec
 }
 
 // Keys of a route manifest that are not plain options: checked on their own.
-const std::set<std::string> kRouteStructureKeys = {"route",  "source",      "transforms", "sink",
-                                                   "buffer", "dead_letter"};
+const std::set<std::string> kRouteStructureKeys = {"route", "source", "transforms",
+                                                   "sink",  "buffer", "dead_letter"};
+
+// Room for a message's topic and headers beside its payload, when a buffer must be able to
+// hold at least one message of max_payload_bytes.
+constexpr std::uint64_t kMessageOverhead = 4096;
 
 // Keys earlier versions accepted, with where their meaning went.
 const std::map<std::string, std::string> kMovedRouteKeys = {
@@ -408,7 +420,8 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
                     if (std::find_if(std::begin(levels), std::end(levels) - 1, [&](const char* l) {
                             return v == l;
                         }) == std::end(levels) - 1) {
-                        diag.add(at, path, "'" + v + "' is not one of: trace, debug, info, warn, error");
+                        diag.add(at, path,
+                                 "'" + v + "' is not one of: trace, debug, info, warn, error");
                     }
                     host.log_level = v;
                 } else if (e.key == "log" && k == "format") {
@@ -453,8 +466,7 @@ std::vector<fs::path> manifest_files(const std::vector<fs::path>& paths, Diagnos
 std::string RouteSpec::fingerprint() const {
     std::string out = name;
     auto add = [&out](const StageSpec& s) {
-        out += '\x1d' + s.plugin->id + '@' + s.plugin->version + '\x1d' +
-               s.config->fingerprint();
+        out += '\x1d' + s.plugin->id + '@' + s.plugin->version + '\x1d' + s.config->fingerprint();
     };
     add(source);
     for (const auto& t : transforms) add(t);
@@ -510,14 +522,14 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
     const std::string path = route_path + " " + id;
     const PluginInfo* plugin = registry.find(id);
     if (plugin == nullptr) {
-        diag.add(id_where, path, "unknown plugin '" + id + "' (known: " + registry.known_ids() +
-                                     ")");
+        diag.add(id_where, path,
+                 "unknown plugin '" + id + "' (known: " + registry.known_ids() + ")");
         return std::nullopt;
     }
     if (plugin->kind != kind) {
-        diag.add(id_where, path,
-                 "'" + id + "' is a " + kind_name(plugin->kind) + " plugin, not a " +
-                     kind_name(kind));
+        diag.add(
+            id_where, path,
+            "'" + id + "' is a " + kind_name(plugin->kind) + " plugin, not a " + kind_name(kind));
         return std::nullopt;
     }
     bool ok = true;
@@ -530,14 +542,13 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
     spec.config = std::make_unique<StageConfig>(route, stage, std::move(entries));
     if (plugin->descriptor.validate != nullptr) {
         DiagSink sink{&diag, &file, &config, id_where, path};
-        sluice_diagnostics d{sizeof(sluice_diagnostics), &sink,
-                             [](void* ctx, const char* key, const char* message) {
-                                 auto* s = static_cast<DiagSink*>(ctx);
-                                 const std::string k = key ? key : "";
-                                 s->diag->add(locate_key(*s, k),
-                                              k.empty() ? s->path : s->path + " > " + k,
-                                              message ? message : "invalid");
-                             }};
+        sluice_diagnostics d{
+            sizeof(sluice_diagnostics), &sink, [](void* ctx, const char* key, const char* message) {
+                auto* s = static_cast<DiagSink*>(ctx);
+                const std::string k = key ? key : "";
+                s->diag->add(locate_key(*s, k), k.empty() ? s->path : s->path + " > " + k,
+                             message ? message : "invalid");
+            }};
         if (plugin->descriptor.validate(spec.config->c(), &d) != SLUICE_OK) return std::nullopt;
     }
     return spec;
@@ -566,11 +577,11 @@ void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig&
     const SourceLocation where = host.file.empty() ? SourceLocation{"memory_limit", 0, 0}
                                                    : SourceLocation{host.file.string(), 0, 0};
     diag.add(where, "memory_limit",
-             "the memory buffers of " + std::to_string(memory_routes.size()) +
-                 " routes may hold " + std::to_string(total) +
+             "the memory buffers of " + std::to_string(memory_routes.size()) + " routes may hold " +
+                 std::to_string(total) +
                  " bytes together (buffer.max_bytes plus half of it for headroom), over "
-                 "memory_limit " + std::to_string(host.memory_limit) +
-                 "; largest: " + largest +
+                 "memory_limit " +
+                 std::to_string(host.memory_limit) + "; largest: " + largest +
                  ". Lower their buffer.max_bytes, use buffer: { type: disk }, or raise "
                  "memory_limit in the host config");
 }
@@ -599,7 +610,8 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
             if (!doc.IsMap()) {
                 diag.add(doc_where, "",
                          "a route manifest is a map with route, source, transforms and sink; "
-                         "got " + node_kind(doc));
+                         "got " +
+                             node_kind(doc));
                 continue;
             }
             const std::size_t errors_before = diag.size();
@@ -617,8 +629,8 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                              "dashes)");
                 } else if (auto prev = defined.find(name); prev != defined.end()) {
                     diag.add(name_where, "route " + name,
-                             "duplicate route name: already defined at " + prev->second.file +
-                                 ":" + std::to_string(prev->second.line));
+                             "duplicate route name: already defined at " + prev->second.file + ":" +
+                                 std::to_string(prev->second.line));
                 } else {
                     defined.emplace(name, name_where);
                 }
@@ -649,8 +661,8 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                                "route " + name, file, diag, env, ok, moved));
             const auto buffer = doc["buffer"];
             apply(buffer_option_defs(),
-                  check_fields(buffer_option_fields(), buffer,
-                               {}, buffer ? location(file, buffer, doc_where) : doc_where,
+                  check_fields(buffer_option_fields(), buffer, {},
+                               buffer ? location(file, buffer, doc_where) : doc_where,
                                "route " + name + " > buffer", file, diag, env, ok));
             auto stage = [&](const char* key, sluice_kind kind) -> std::optional<StageSpec> {
                 const auto n = doc[key];
@@ -659,8 +671,8 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                              std::string("missing required key '") + key + "'");
                     return std::nullopt;
                 }
-                return check_stage(n, key, kind, name, location(file, n, doc_where), file,
-                                   registry, diag, env);
+                return check_stage(n, key, kind, name, location(file, n, doc_where), file, registry,
+                                   diag, env);
             };
             auto source = stage("source", SLUICE_KIND_SOURCE);
             auto sink = stage("sink", SLUICE_KIND_SINK);
@@ -670,13 +682,25 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                              "expected a list of transforms, got " + node_kind(t));
                 } else {
                     for (std::size_t i = 0; i < t.size(); ++i) {
-                        auto spec = check_stage(t[i], "transforms[" + std::to_string(i) + "]",
-                                                SLUICE_KIND_TRANSFORM, name,
-                                                location(file, t[i], doc_where), file, registry,
-                                                diag, env);
+                        auto spec = check_stage(
+                            t[i], "transforms[" + std::to_string(i) + "]", SLUICE_KIND_TRANSFORM,
+                            name, location(file, t[i], doc_where), file, registry, diag, env);
                         if (spec) route.transforms.push_back(std::move(*spec));
                     }
                 }
+            }
+            if (route.options.max_payload_bytes + kMessageOverhead >
+                route.options.buffer.max_bytes) {
+                const auto b = doc["buffer"];
+                diag.add(
+                    b && b["max_bytes"] ? location(file, b["max_bytes"], doc_where) : doc_where,
+                    "route " + name + " > buffer > max_bytes",
+                    "the buffer (" + std::to_string(route.options.buffer.max_bytes) +
+                        " bytes) cannot hold one message of max_payload_bytes (" +
+                        std::to_string(route.options.max_payload_bytes) +
+                        ") with its topic and headers: raise buffer.max_bytes to at least " +
+                        std::to_string(route.options.max_payload_bytes + kMessageOverhead) +
+                        " or lower max_payload_bytes");
             }
             std::optional<StageSpec> dead_letter;
             const auto dl = doc["dead_letter"];
@@ -686,9 +710,9 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                              "on_error is dead_letter but the route has no 'dead_letter:' sink "
                              "block (e.g. dead_letter: { file-sink: { path: dead.jsonl } })");
                 } else {
-                    dead_letter = check_stage(dl, "dead_letter", SLUICE_KIND_SINK, name,
-                                              location(file, dl, doc_where), file, registry,
-                                              diag, env);
+                    dead_letter =
+                        check_stage(dl, "dead_letter", SLUICE_KIND_SINK, name,
+                                    location(file, dl, doc_where), file, registry, diag, env);
                 }
             } else if (dl) {
                 diag.add(location(file, dl, doc_where), "route " + name + " > dead_letter",

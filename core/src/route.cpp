@@ -4,8 +4,8 @@
 #include "sluice/core/route.hpp"
 
 #include <algorithm>
-#include <random>
 
+#include "sluice/core/backoff.hpp"
 #include "sluice/core/buffer/spool_buffer.hpp"
 #include "sluice/core/log.hpp"
 
@@ -18,13 +18,6 @@ using std::chrono::milliseconds;
 
 constexpr auto kIdleWait = milliseconds(100);
 constexpr std::uint32_t kStopDeadlineMs = 5000;
-
-// ±20 % jitter so that routes failing together do not retry in lockstep.
-milliseconds jittered(std::uint32_t ms) {
-    thread_local std::minstd_rand rng{std::random_device{}()};
-    std::uniform_real_distribution<double> d(0.8, 1.2);
-    return milliseconds(static_cast<std::int64_t>(ms * d(rng)));
-}
 
 }  // namespace
 
@@ -65,6 +58,15 @@ void Route::request_stop() {
         wake_ = true;
     }
     wait_cv_.notify_all();
+    // Take nothing more from now on: the worker may still be inside a sink call, and what the
+    // source receives meanwhile is better left with the broker (a persistent session keeps it)
+    // than in a buffer that may not drain in time.
+    std::lock_guard lock(flow_mu_);
+    stopping_hold_ = true;
+    if (!held_.load() && hold_target_ != nullptr) {
+        held_.store(true);
+        hold_target_->hold_input(true);
+    }
 }
 
 std::string Route::fatal_reason() {
@@ -107,12 +109,14 @@ RouteStatus Route::status() const {
 }
 
 std::string Route::summary() const {
+    // Dropped: lost to the buffer's limits. Oversize messages went to the error policy, which
+    // may have dead-lettered them.
     const auto c = status();
     return "received " + std::to_string(c.received) + ", delivered " + std::to_string(c.delivered) +
            ", errors " + std::to_string(c.errors) + ", dropped " +
-           std::to_string(c.dropped_full + c.dropped_overflow + c.dropped_oversize) + " (full " +
+           std::to_string(c.dropped_full + c.dropped_overflow) + " (full " +
            std::to_string(c.dropped_full) + ", overflow " + std::to_string(c.dropped_overflow) +
-           ", oversize " + std::to_string(c.dropped_oversize) + "), dead-lettered " +
+           "), oversize " + std::to_string(c.dropped_oversize) + ", dead-lettered " +
            std::to_string(c.dead_lettered) + ", restarts " + std::to_string(c.restarts);
 }
 
@@ -358,9 +362,15 @@ void Route::run() {
     try {
         run_loop();
     } catch (const std::exception& e) {
-        // A host bug or exhausted memory: fail this route, not the process.
+        // A host bug or exhausted memory: fail this route, not the process. Its source must
+        // not keep acknowledging messages that nothing will take.
         closed_ = true;
         fail("", std::string("internal error: ") + e.what());
+        try {
+            teardown_source(kStopDeadlineMs);
+            teardown_downstream(kStopDeadlineMs);
+        } catch (const std::exception&) {
+        }
         if (buffer_ && !buffer_->durable()) counters_.undelivered.store(buffer_->messages());
         done_ = true;
     }
@@ -505,8 +515,11 @@ void Route::run_loop() {
         closed_ = true;
         teardown_downstream(kStopDeadlineMs);
     }
-    // What was read and not confirmed is still the buffer's: a disk spool keeps it all.
-    const std::uint64_t left = buffer_->messages() + dead_letters_.size();
+    // A disk spool keeps everything it has not confirmed (and replays a partly delivered
+    // batch whole); what was not delivered is what was never read plus what is in flight.
+    const std::uint64_t left =
+        durable ? buffer_->messages()
+                : buffer_->unread() + ingress_.size() + pending_.size() + dead_letters_.size();
     if (left > 0 && durable) {
         log::warn(scope, std::to_string(left) +
                              " messages were not delivered before the route stopped; they stay "

@@ -2,18 +2,13 @@
 // source is paho's one receive thread for every client in the process: nothing here may wait
 // on the route (the buffer's lock is held only to copy a message in), or one full route would
 // stall every route. A full route is held back at its origin instead (hold_source).
+#include "sluice/core/backoff.hpp"
 #include "sluice/core/log.hpp"
 #include "sluice/core/route.hpp"
 
 namespace sluice {
 
 namespace {
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 constexpr auto kDropLogInterval = std::chrono::seconds(1);
 constexpr auto kRoomWait = std::chrono::milliseconds(100);
@@ -23,7 +18,7 @@ constexpr auto kRoomWait = std::chrono::milliseconds(100);
 sluice_status Route::on_emit(const sluice_message& in) {
     sluice_message m = in;
     m.flags &= ~kRouteHostFlags;
-    if (m.timestamp_ms == 0) m.timestamp_ms = now_ms();
+    if (m.timestamp_ms == 0) m.timestamp_ms = wall_ms();
     if (m.payload_len > spec_.options.max_payload_bytes) {
         counters_.dropped_oversize.fetch_add(1, std::memory_order_relaxed);
         if (spec_.options.on_error == RouteOptions::OnError::drop) {
@@ -50,6 +45,14 @@ sluice_status Route::take(const sluice_message& m) {
     std::string error;
     RouteBuffer::Append r = RouteBuffer::Append::full;
     const std::uint64_t size = RouteBuffer::size_of(m);
+    if (size > b.max_bytes) {
+        // Validation keeps max_payload_bytes within max_bytes; a huge topic or headers can
+        // still make one message larger than the buffer: it could never fit, whatever waits.
+        counters_.dropped_oversize.fetch_add(1, std::memory_order_relaxed);
+        counters_.errors.fetch_add(1, std::memory_order_relaxed);
+        warn_drop("with its topic and headers it is larger than the route's buffer.max_bytes", m);
+        return SLUICE_ERROR;
+    }
     const bool own_thread = std::this_thread::get_id() == worker_id_;
     switch (b.when_full) {
         case BufferOptions::WhenFull::block:
@@ -124,6 +127,7 @@ sluice_status Route::take(const sluice_message& m) {
 }
 
 void Route::hold_source() {
+    if (held_.load()) return;  // the common case while full: no lock per message
     std::lock_guard lock(flow_mu_);
     if (held_.load(std::memory_order_relaxed)) return;
     held_.store(true);
@@ -135,10 +139,10 @@ void Route::hold_source() {
 
 void Route::release_source_if_room() {
     room_cv_.notify_all();
-    if (!held_.load()) return;
+    if (!held_.load() || stopping_hold_.load()) return;
     if (buffer_->bytes() > spec_.options.buffer.resume_below()) return;
     std::lock_guard lock(flow_mu_);
-    if (!held_.load(std::memory_order_relaxed)) return;
+    if (!held_.load(std::memory_order_relaxed) || stopping_hold_.load()) return;
     held_.store(false);
     if (hold_target_ != nullptr) hold_target_->hold_input(false);
 }
@@ -148,7 +152,8 @@ void Route::set_hold_target(PluginInstance* source) {
     hold_target_ = source;
     if (source == nullptr) {
         held_.store(false);
-    } else if (held_.load(std::memory_order_relaxed)) {
+    } else if (held_.load(std::memory_order_relaxed) || stopping_hold_.load()) {
+        held_.store(true);
         source->hold_input(true);
     }
 }

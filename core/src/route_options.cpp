@@ -83,7 +83,9 @@ const std::vector<RouteOptionDef>& buffer_option_defs() {
                     "Disk buffers: when written messages are forced to the device. `never`: "
                     "the kernel writes them back (survives a crash of Sluice, not of the "
                     "machine); `interval`: every `fsync_interval_ms` (a power loss loses at "
-                    "most that long); `always`: before the source's callback returns (slowest).",
+                    "most that long); `always`: before the source's callback returns (slowest, "
+                    "and paho's one receive thread waits for the disk: every MQTT route of the "
+                    "process slows down with it).",
                     0, 0, kFsync),
          [](RouteOptions& o, const std::string& v) {
              o.buffer.fsync = enum_value<BufferOptions::Fsync>(kFsync, v);

@@ -2,8 +2,8 @@
 // transforms into the sink; what a stage rejects goes to the error policy (drop, dead_letter,
 // stop); the batch is confirmed to the buffer only once all of it is done.
 #include <algorithm>
-#include <random>
 
+#include "sluice/core/backoff.hpp"
 #include "sluice/core/log.hpp"
 #include "sluice/core/route.hpp"
 
@@ -16,19 +16,6 @@ using std::chrono::milliseconds;
 
 constexpr std::uint32_t kSinkRetryInitialMs = 100;
 constexpr std::uint32_t kSinkRetryMaxMs = 5000;
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-// ±20 % jitter so that routes failing together do not retry in lockstep.
-milliseconds jittered(std::uint32_t ms) {
-    thread_local std::minstd_rand rng{std::random_device{}()};
-    std::uniform_real_distribution<double> d(0.8, 1.2);
-    return milliseconds(static_cast<std::int64_t>(ms * d(rng)));
-}
 
 // Collects what a transform or sink emits and rejects during one process() call.
 struct StageCall {
@@ -82,10 +69,11 @@ struct StageCall {
 void Route::handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
                          const std::string& reason) {
     counters_.errors.fetch_add(1, std::memory_order_relaxed);
+    ++policy_errors_;
     const auto& m = arena.at(index);
     if (dead_letter_) {
         // The message as the failing stage got it, with why, where and when as headers.
-        const std::string time = std::to_string(now_ms());
+        const std::string time = std::to_string(wall_ms());
         const std::string_view topic(m.topic, m.topic_len);
         dl_headers_.assign(m.headers, m.headers + m.n_headers);
         auto add = [&](std::string_view k, std::string_view v) {
@@ -126,6 +114,11 @@ Route::Step Route::run_transforms() {
     // The chain works in its own arenas and leaves ingress_ untouched until every transform
     // succeeded: after a failure the restarted chain starts again from the original input,
     // so no transform ever sees a message twice.
+    // What the chain hands to the error policy is undone too if a later transform fails,
+    // or the restarted chain would dead-letter (and count) the same messages again.
+    const std::size_t dead_before = dead_letters_.size();
+    const std::uint64_t filtered_before = counters_.filtered.load();
+    policy_errors_ = 0;
     MessageArena* in = &ingress_;
     for (std::size_t i = 0; i < transforms_.size(); ++i) {
         MessageArena* out = in == &work_a_ ? &work_b_ : &work_a_;
@@ -139,6 +132,16 @@ Route::Step Route::run_transforms() {
         const auto s = transforms_[i]->process(in->batch(), &e, err);
         end_call();
         if (s == SLUICE_FATAL) {
+            counters_.errors.fetch_sub(policy_errors_);
+            counters_.filtered.store(filtered_before);  // only this thread counts filtered
+            if (dead_letters_.size() > dead_before) {
+                scratch_.clear();
+                for (std::size_t j = 0; j < dead_before; ++j) {
+                    scratch_.append_from(dead_letters_, j);
+                }
+                dead_letters_.swap(scratch_);
+                scratch_.clear();
+            }
             fail(label, err);
             return Step::failed;  // ingress_ is kept for the restarted route
         }
@@ -207,8 +210,7 @@ Route::Step Route::deliver() {
                 pending_.swap(scratch_);
                 scratch_.clear();
                 counters_.retries.fetch_add(1, std::memory_order_relaxed);
-                wait_for(Clock::now() + jittered(retry_ms));
-                retry_ms = std::min(retry_ms * 2, kSinkRetryMaxMs);
+                back_off();
                 return Step::idle;
             }
             pending_.clear();
@@ -227,9 +229,7 @@ Route::Step Route::deliver() {
         case SLUICE_RETRY:
             counters_.retries.fetch_add(1, std::memory_order_relaxed);
             on_report_state(label, SLUICE_RETRY, err.c_str());
-            wait_for(std::min(Clock::now() + jittered(retry_ms),
-                              stopping() ? drain_deadline() : Clock::time_point::max()));
-            retry_ms = std::min(retry_ms * 2, kSinkRetryMaxMs);
+            back_off();
             return Step::idle;
         case SLUICE_ERROR:
             if (stop_on_error) {
@@ -280,36 +280,55 @@ Route::Step Route::deliver_dead_letters() {
     begin_call(dead_letter_.get(), &label);
     const auto s = dead_letter_->process(dead_letters_.batch(), &e, err);
     end_call();
+    if (s == SLUICE_FATAL) {
+        fail(label, err);
+        return Step::failed;  // dead_letters_ is kept for the rebuilt sink
+    }
     if (s == SLUICE_RETRY) {
         counters_.retries.fetch_add(1, std::memory_order_relaxed);
         on_report_state(label, SLUICE_RETRY, err.c_str());
-        wait_for(std::min(Clock::now() + jittered(sink_retry_ms_),
-                          stopping() ? drain_deadline() : Clock::time_point::max()));
-        sink_retry_ms_ = std::min(sink_retry_ms_ * 2, kSinkRetryMaxMs);
+        back_off();
         return Step::idle;
     }
+    // As for the main sink: RETRY rejects go again, the rest is done one way or the other.
     std::size_t refused = 0;
     std::string why = err;
+    scratch_.clear();
     if (s == SLUICE_OK) {
-        const auto rejects = call.distinct_rejects(dead_letters_.size());
-        refused = rejects.size();
-        if (!rejects.empty()) why = std::get<2>(rejects.front());
+        for (const auto& [index, status, reason] : call.distinct_rejects(dead_letters_.size())) {
+            if (status == SLUICE_RETRY) {
+                scratch_.append_from(dead_letters_, index);
+            } else {
+                ++refused;
+                why = reason;
+            }
+        }
     } else {
         refused = dead_letters_.size();
     }
-    counters_.dead_lettered.fetch_add(dead_letters_.size() - refused, std::memory_order_relaxed);
+    counters_.dead_lettered.fetch_add(dead_letters_.size() - refused - scratch_.size(),
+                                      std::memory_order_relaxed);
     if (refused > 0) {
         counters_.dead_letter_failed.fetch_add(refused, std::memory_order_relaxed);
         log::error("route " + spec_.name, label + " refused " + std::to_string(refused) +
                                               " failed message(s); they are dropped: " + why);
     }
-    dead_letters_.clear();
-    sink_retry_ms_ = kSinkRetryInitialMs;
-    if (s == SLUICE_FATAL) {
-        fail(label, err);
-        return Step::failed;
+    dead_letters_.swap(scratch_);
+    scratch_.clear();
+    if (!dead_letters_.empty()) {
+        counters_.retries.fetch_add(1, std::memory_order_relaxed);
+        back_off();
+        return Step::idle;
     }
+    sink_retry_ms_ = kSinkRetryInitialMs;
     return Step::progressed;
+}
+
+void Route::back_off() {
+    // Capped at the drain deadline while stopping: a back-off must never outlast it.
+    wait_for(std::min(Clock::now() + jittered(sink_retry_ms_),
+                      stopping() ? drain_deadline() : Clock::time_point::max()));
+    sink_retry_ms_ = std::min(sink_retry_ms_ * 2, kSinkRetryMaxMs);
 }
 
 void Route::begin_call(PluginInstance* instance, const std::string* stage) {

@@ -266,6 +266,7 @@ TEST_CASE("a full route holds its source back: nothing lost and nothing waits in
     sluice::Supervisor sup;
     for (auto& r : routes(dir, R"(route: held
 buffer: {max_bytes: 65536}
+max_payload_bytes: 16384
 source: {burst-source: {count: 3000, payload_bytes: 500, holds_file: "${DIR}/holds"}}
 sink: {gate-sink: {path: "${DIR}/out", gate: "${DIR}/gate"}}
 )")) {
@@ -293,8 +294,10 @@ TEST_CASE("when_full drop_newest and drop_oldest count every drop", "[runtime][b
         DYNAMIC_SECTION(policy) {
             const auto dir = scratch_dir();
             sluice::Supervisor sup;
-            for (auto& r : routes(dir, "route: drops\nbuffer: {max_bytes: 65536, when_full: " +
-                                           policy + "}\nbatch_size: 50\n" + R"(
+            for (auto& r : routes(dir,
+                                  "route: drops\nmax_payload_bytes: 16384\nbuffer: {max_bytes: "
+                                  "65536, when_full: " +
+                                      policy + "}\nbatch_size: 50\n" + R"(
 source: {burst-source: {count: 3000, payload_bytes: 500}}
 sink: {gate-sink: {path: "${DIR}/out", gate: "${DIR}/gate"}}
 )")) {
@@ -397,4 +400,53 @@ sink: {gate-sink: {path: "${DIR}/late", gate: "${DIR}/gate", interruptible: true
     CHECK(s.delivered == 0);
     CHECK(s.undelivered == 10);  // a memory buffer: counted as lost, and said so
     sup.stop_all();
+}
+
+TEST_CASE("a transform failing after an earlier one rejected does not dead-letter twice",
+          "[runtime][policy]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: twice
+restart_initial_ms: 10
+on_error: dead_letter
+source: {test-source: {messages: ["1", "x", "3"]}}
+transforms:
+  - json-transform: {parse: number}
+  - flaky-transform: {fail_first: 1, counter: twice}
+sink: {file-sink: {path: "${DIR}/good.txt", format: raw}}
+dead_letter: {file-sink: {path: "${DIR}/dead.jsonl"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    const auto s = find(sup.status(), "twice");
+    CHECK(s.restarts == 1);
+    CHECK(s.errors == 1);
+    CHECK(s.dead_lettered == 1);
+    CHECK(lines(dir / "dead.jsonl") == 1);
+    CHECK(lines(dir / "good.txt") == 2);
+}
+
+TEST_CASE("a dead-letter sink that fails keeps the failed messages for its restart",
+          "[runtime][policy]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: dlfail
+restart_initial_ms: 10
+on_error: dead_letter
+source: {test-source: {messages: ["1", "x", "3"]}}
+transforms:
+  - json-transform: {parse: number}
+sink: {file-sink: {path: "${DIR}/good.txt", format: raw}}
+dead_letter: {flaky-sink: {path: "${DIR}/dead.txt", fail_first: 2, counter: dlfail}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    const auto s = find(sup.status(), "dlfail");
+    CHECK(s.restarts >= 1);
+    CHECK(s.dead_lettered == 1);
+    CHECK(s.dead_letter_failed == 0);
+    CHECK(lines(dir / "dead.txt") == 1);
+    CHECK(lines(dir / "good.txt") == 2);
 }

@@ -88,7 +88,8 @@ TEST_CASE("a valid manifest loads with defaults filled in", "[core][manifest]") 
 
 TEST_CASE("several routes per file, and route options", "[core][manifest]") {
     const auto r = load(std::string(kValid) + "---\n" +
-                        "route: second\nbuffer: {max_bytes: 5000, when_full: drop_oldest, "
+                        "route: second\nmax_payload_bytes: 900\n"
+                        "buffer: {max_bytes: 5000, when_full: drop_oldest, "
                         "type: disk, fsync: always}\n"
                         "on_error: stop\nsource: {test-source: {generate: 3}}\n"
                         "sink: {file-sink: {path: /tmp/x}}\n");
@@ -164,6 +165,11 @@ TEST_CASE("validation errors name file:line:col, the path and the remedy", "[cor
           "fsync_interval_ms, max_bytes, type, when_full)",
           ":10:14: route r1 > buffer > when_full: 'wait' is not one of: block, drop_oldest, "
           "drop_newest"}},
+        {"a buffer too small for one message",
+         head + sink + "buffer: {max_bytes: 65536}\n",
+         {":8:21: route r1 > buffer > max_bytes: the buffer (65536 bytes) cannot hold one "
+          "message of max_payload_bytes (983040) with its topic and headers: raise "
+          "buffer.max_bytes to at least 987136 or lower max_payload_bytes"}},
         {"dead_letter without its sink",
          head + sink + "on_error: dead_letter\n",
          {"route r1 > on_error: on_error is dead_letter but the route has no 'dead_letter:' "

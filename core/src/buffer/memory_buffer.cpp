@@ -40,7 +40,7 @@ public:
             n = from->arena.size();
             bytes = from->bytes;
             out.swap(from->arena);
-            spare_.push_back(std::move(from->arena));
+            recycle(std::move(from->arena));
             if (from == &filling_) {
                 filling_ = Chunk{spare(), 0};
             } else {
@@ -61,8 +61,13 @@ public:
                     rest.append_from(from->arena, i);
                 }
             }
-            spare_.push_back(std::move(from->arena));
-            *from = Chunk{std::move(rest), rest_bytes};
+            recycle(std::move(from->arena));
+            if (rest.empty() && from != &filling_) {
+                recycle(std::move(rest));
+                ready_.pop_front();  // an empty chunk ahead would hide the ones behind it
+            } else {
+                *from = Chunk{std::move(rest), rest_bytes};
+            }
         }
         unread_ -= n;
         in_flight_.push_back({n, bytes});
@@ -95,8 +100,7 @@ public:
             unread_ -= n;
             held_ -= n;
             held_bytes_ -= from->bytes;
-            from->arena.clear();
-            spare_.push_back(std::move(from->arena));
+            recycle(std::move(from->arena));
             if (from == &filling_) {
                 filling_ = Chunk{spare(), 0};
             } else {
@@ -130,7 +134,16 @@ private:
         std::uint64_t bytes;
     };
 
-    // Caller holds mu_. Spare arenas are bounded by the chunks that ever existed at once.
+    // Caller holds mu_. A few spare arenas are kept for reuse; more would keep a burst's
+    // memory for good.
+    void recycle(MessageArena&& a) {
+        if (spare_.size() < kMaxSpare) {
+            a.clear();
+            spare_.push_back(std::move(a));
+        }
+    }
+
+    // Caller holds mu_.
     MessageArena spare() {
         if (spare_.empty()) return MessageArena();
         MessageArena a = std::move(spare_.back());
@@ -139,6 +152,7 @@ private:
         return a;
     }
 
+    static constexpr std::size_t kMaxSpare = 4;
     const std::size_t batch_size_;
     mutable std::mutex mu_;
     std::deque<Chunk> ready_;

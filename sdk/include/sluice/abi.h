@@ -294,12 +294,14 @@ typedef struct sluice_plugin_descriptor {
      *  messages it emits while the hold is being applied are still taken (the route's buffer
      *  has headroom for them). Sources without it may be made to wait inside `emit` instead.
      *  THREAD: any host thread, never two calls at once for one instance; between `start` and
-     *  `stop`. May block: no (ask your own thread to act, and return). */
+     *  `stop`. It may also come from inside your own `emit` (the append that filled the
+     *  buffer asks for the hold): do not guard `hold_input` and `emit` with one non-recursive
+     *  lock. May block: no (ask your own thread to act, and return). */
     void (*hold_input)(void* instance, int hold);
 
     /** Optional (NULL), transforms and sinks, since ABI 1.1: asks the `process` call in
      *  progress on another thread to return as soon as it can, because the route is stopping
-     *  past its drain deadline (or a watchdog found the call overdue). A sink then returns
+     *  past its drain deadline. A sink then returns
      *  SLUICE_RETRY for what it could not confirm. It concerns only the call in progress, if
      *  any: the host calls it again while it still waits. THREAD: any host thread, also while
      *  `process` runs. May block: no. */

@@ -13,6 +13,8 @@ namespace sluice::log {
 void setup(const std::string& level, const std::string& format);
 /// Writes out what is queued and stops the log thread; call before the process ends.
 void shutdown();
+/// True once shutdown() has written everything out.
+bool is_shut_down();
 bool enabled(sluice_log_level level);
 /// `scope` names who speaks ("route temperature > sink kafka-sink"), may be empty.
 void write(sluice_log_level level, std::string_view scope, std::string_view message);

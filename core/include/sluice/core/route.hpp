@@ -134,6 +134,7 @@ private:
     Step run_transforms();
     Step deliver();
     Step deliver_dead_letters();
+    void back_off();
     Step refuse_flagged();
     void confirm_batch();
     void handle_error(MessageArena& arena, std::size_t index, const std::string& stage,
@@ -163,7 +164,8 @@ private:
     MessageArena work_b_;
     MessageArena dead_letters_;  // failed messages with their error headers, for dead_letter_
     std::vector<sluice_header> dl_headers_;
-    std::size_t batch_read_ = 0;  // messages of the current batch, confirmed when it is done
+    std::size_t batch_read_ = 0;       // messages of the current batch, confirmed when it is done
+    std::uint64_t policy_errors_ = 0;  // handed to the error policy by the current chain run
 
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> input_ended_{false};
@@ -189,8 +191,9 @@ private:
     // max_bytes and to resume below a quarter of it; one that cannot (ABI 1.0) waits in emit on
     // its own thread (room_cv_), as that ABI allowed.
     std::mutex flow_mu_;
-    PluginInstance* hold_target_ = nullptr;  // guarded by flow_mu_: the running source
-    std::atomic<bool> held_{false};          // written under flow_mu_
+    PluginInstance* hold_target_ = nullptr;   // guarded by flow_mu_: the running source
+    std::atomic<bool> held_{false};           // written under flow_mu_
+    std::atomic<bool> stopping_hold_{false};  // written under flow_mu_: held for good
     std::condition_variable room_cv_;
     std::thread::id worker_id_;
 
