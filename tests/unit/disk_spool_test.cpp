@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "scratch.hpp"
 #include "sluice/core/buffer/crc32c.hpp"
 #include "sluice/core/buffer/spool_record.hpp"
 
@@ -36,17 +37,8 @@ namespace {
 
 constexpr std::uint64_t kNoLimit = ~std::uint64_t{0};
 
-struct TempDir {
-    TempDir() {
-        std::string t = (fs::temp_directory_path() / "sluice-spool-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(t.data()) != nullptr);
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path path;
+struct TempDir : sluice::test::TempDir {
+    TempDir() : sluice::test::TempDir("sluice-spool-test") {}
 };
 
 SpoolOptions options(const fs::path& dir, std::uint64_t segment = 64 << 10) {
@@ -152,25 +144,7 @@ std::uint64_t record_offset(std::size_t index, std::uint64_t frame) {
     return spool::kSegmentHeaderSize + index * frame;
 }
 
-// Runs `child` in a forked process; returns its exit status (or the signal, negated).
-template <class F>
-int in_child(F child) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        int code = 99;
-        try {
-            code = child();
-        } catch (...) {
-            code = 98;
-        }
-        ::_exit(code);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    if (WIFSIGNALED(status)) return -WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
+using sluice::test::in_child;
 
 }  // namespace
 

@@ -9,42 +9,18 @@
 #include <fstream>
 #include <string>
 
+#include "scratch.hpp"
+
 namespace fs = std::filesystem;
 using sluice::StateDirLock;
 
 namespace {
 
-struct TempDir {
-    TempDir() {
-        std::string t = (fs::temp_directory_path() / "sluice-lock-test-XXXXXX").string();
-        REQUIRE(::mkdtemp(t.data()) != nullptr);
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path path;
+struct TempDir : sluice::test::TempDir {
+    TempDir() : sluice::test::TempDir("sluice-lock-test") {}
 };
 
-// Exit status of `child` run in a forked process.
-template <class F>
-int in_child(F child) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        int code = 99;
-        try {
-            code = child();
-        } catch (...) {
-            code = 98;
-        }
-        ::_exit(code);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using sluice::test::in_child;
 
 }  // namespace
 
