@@ -393,10 +393,12 @@ void MqttSource::housekeeping() {
         if (hold_ && !cannot_hold_.empty() && !hold_warned_) warn_hold = hold_warned_ = true;
     }
     if (warn_hold) {
-        host_.warn("the route's buffer is full, but this source cannot hold back at the broker " +
+        // Asked when the route's buffer is full, or when the route stops.
+        host_.warn("asked to hold back its input, but this source cannot hold back at the "
+                   "broker " +
                    cannot_hold_ +
                    " (the broker would drop what it sends meanwhile, uncounted): it keeps "
-                   "receiving, and the route's buffer headroom and when_full apply");
+                   "receiving until it stops; the route's buffer headroom and when_full apply");
     }
     log_drops();
 }
