@@ -11,6 +11,7 @@
 Standard library only. Every wait is bounded; everything started is killed on the way out.
 """
 import argparse
+import getpass
 import json
 import os
 import shutil
@@ -125,8 +126,10 @@ def run(sim, workdir, started):
     with open(conf, "w") as f:
         # Raised queue limit: the default 1000 drops QoS 1 messages silently, which would look
         # like a simulator bug to a test that counts readings.
-        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                f"max_queued_messages 100000\nlog_dest stdout\n")
+        # `user`: started as root, mosquitto would switch to user `mosquitto`, whose loopback
+        # connections Debian's tcp-wrappers build refuses on a minimal root.
+        f.write(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+                f"persistence false\nmax_queued_messages 100000\nlog_dest stdout\n")
     broker = Process("mosquitto", [mosquitto, "-c", conf], started)
     deadline = time.monotonic() + 10
     while True:

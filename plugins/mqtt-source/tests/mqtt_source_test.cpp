@@ -447,8 +447,9 @@ std::vector<std::string> numbered(const std::string& prefix, int count) {
 
 }  // namespace
 
-TEST_CASE("hold_input on a persistent session disconnects; the broker keeps what arrives meanwhile",
-          "[mqtt-source][broker][hold]") {
+TEST_CASE(
+    "hold_input on a persistent session disconnects and the broker keeps what arrives meanwhile",
+    "[mqtt-source][broker][hold]") {
     REQUIRE(Source::can_hold_input());
     MosquittoOptions config;
     config.extra_config = {"max_queued_messages 10000"};

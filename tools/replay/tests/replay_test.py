@@ -9,6 +9,7 @@ test (never skip) with the Debian package or the path that is missing.
 """
 
 import argparse
+import getpass
 import csv
 import json
 import os
@@ -256,8 +257,10 @@ def main():
         with open(config, "w", encoding="utf-8") as f:
             # The queue limit is explicit: the default (1000) silently drops QoS 1 messages
             # queued for a subscriber that falls behind, which would look like replay loss.
-            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                    "max_queued_messages 100000\n")
+            # `user`: started as root, mosquitto would switch to user `mosquitto`, whose
+            # loopback connections Debian's tcp-wrappers build refuses on a minimal root.
+            f.write(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
+                    "allow_anonymous true\nmax_queued_messages 100000\n")
         log_path = os.path.join(workdir, "mosquitto.log")
         with open(log_path, "w") as log:
             broker = subprocess.Popen([mosquitto_binary(), "-c", config], stdout=log,
