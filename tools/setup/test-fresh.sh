@@ -51,6 +51,7 @@ if [ ! -f "$tarball" ]; then
   debootstrap --variant=minbase --include="$include" "$suite" "$stage" "$mirror" \
     >"$cache/debootstrap.log" 2>&1 ||
     { echo "test-fresh: debootstrap failed; see $cache/debootstrap.log" >&2; rm -rf "$stage"; exit 1; }
+  chmod 0755 "$stage"  # mktemp's 0700 would become the root directory's mode
   tar -C "$stage" -cf "$tarball.part" .
   mv "$tarball.part" "$tarball"
   rm -rf "$stage"
@@ -80,6 +81,7 @@ if [ -d "$root" ]; then
 fi
 mkdir -p "$root"
 tar -C "$root" -xf "$tarball"
+chmod 0755 "$root"  # as on an installed system: other users (tests drop to nobody) traverse /
 
 # What an installer writes and debootstrap does not: host name, hosts, name resolution, and the
 # apt sources of an installed system (main suite, updates, security).

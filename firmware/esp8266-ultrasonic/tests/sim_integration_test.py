@@ -126,8 +126,8 @@ def run(sim, workdir, started):
     with open(conf, "w") as f:
         # Raised queue limit: the default 1000 drops QoS 1 messages silently, which would look
         # like a simulator bug to a test that counts readings.
-        # `user`: started as root, mosquitto would switch to user `mosquitto`, whose loopback
-        # connections Debian's tcp-wrappers build refuses on a minimal root.
+        # `user`, as the other harnesses: started as root, mosquitto would switch to user
+        # `mosquitto` and then depend on what that user may read.
         f.write(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
                 f"persistence false\nmax_queued_messages 100000\nlog_dest stdout\n")
     broker = Process("mosquitto", [mosquitto, "-c", conf], started)

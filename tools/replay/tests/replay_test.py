@@ -257,8 +257,8 @@ def main():
         with open(config, "w", encoding="utf-8") as f:
             # The queue limit is explicit: the default (1000) silently drops QoS 1 messages
             # queued for a subscriber that falls behind, which would look like replay loss.
-            # `user`: started as root, mosquitto would switch to user `mosquitto`, whose
-            # loopback connections Debian's tcp-wrappers build refuses on a minimal root.
+            # `user`, as the other harnesses: started as root, mosquitto would switch to user
+            # `mosquitto` and then depend on what that user may read.
             f.write(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
                     "allow_anonymous true\nmax_queued_messages 100000\n")
         log_path = os.path.join(workdir, "mosquitto.log")
