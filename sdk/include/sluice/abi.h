@@ -224,6 +224,33 @@ typedef struct sluice_host_api {
     uint64_t max_payload_bytes;
 } sluice_host_api;
 
+/* ---------------------------------------------------------------------------------------------
+ * Pipelined delivery (sinks, since ABI 1.2).
+ * ------------------------------------------------------------------------------------------- */
+
+/** One message of a submitted batch that was not confirmed. */
+typedef struct sluice_reject {
+    size_t index;          /**< into the submitted batch */
+    sluice_status status;  /**< SLUICE_RETRY: send again; SLUICE_ERROR: to the error policy */
+    const char* reason;    /**< copied by the host; may be NULL */
+} sluice_reject;
+
+/** Where a sink reports the outcome of a batch taken by `submit`. Host-owned; valid from the
+ *  first `submit` until `stop` returns. */
+typedef struct sluice_completion {
+    uint32_t struct_size;
+    void* ctx;
+    /** The batch submitted with `token` is settled: `status` SLUICE_OK means every message not
+     *  listed in `rejects` is confirmed by the destination; SLUICE_RETRY the whole batch is to
+     *  be sent again; SLUICE_ERROR every message goes to the error policy; SLUICE_FATAL the
+     *  instance is unusable (the route fails and is restarted). `reason` and `rejects` are
+     *  copied before the call returns. Call exactly once per batch that `submit` took, in any
+     *  order. THREAD: any, including from inside `submit`. May block: no (the host only records
+     *  the outcome and schedules the route). */
+    void (*complete)(void* ctx, uint64_t token, sluice_status status, const char* reason,
+                     size_t n_rejects, const sluice_reject* rejects);
+} sluice_completion;
+
 #define SLUICE_ERROR_MESSAGE_MAX 1024
 
 /** Filled by a plugin when a callback returns anything but SLUICE_OK. Host-owned. */
@@ -306,6 +333,24 @@ typedef struct sluice_plugin_descriptor {
      *  any: the host calls it again while it still waits. THREAD: any host thread, also while
      *  `process` runs. May block: no. */
     void (*interrupt)(void* instance);
+
+    /** Optional (NULL), sinks, since ABI 1.2: pipelined delivery. Takes `batch` for delivery
+     *  and returns without waiting for the destination; the outcome follows through
+     *  `done->complete` with the same `token`. The host keeps several batches of a route in
+     *  flight this way (route option `max_in_flight`) and confirms them in submission order.
+     *  A sink must send the batches it takes in the order it took them (Kafka: one producer
+     *  queue, idempotence keeps partition order through its own retries).
+     *  Returns SLUICE_OK when the batch was taken (exactly one `complete` follows);
+     *  SLUICE_RETRY when it cannot take it now (no `complete` follows; the host tries again
+     *  after a completion or a back-off); SLUICE_FATAL (with `error`) when the instance is
+     *  unusable. OWNERSHIP: `batch` is valid only during the call: copy what you send.
+     *  THREAD: the route's executor, never two calls at once for one instance, never at the
+     *  same time as `process`. May block: no. A sink that sets `submit` still implements
+     *  `process` (the host uses it for dead letters and for hosts older than 1.2).
+     *  `interrupt` asks it to settle every batch in flight at once (what is unconfirmed as
+     *  SLUICE_RETRY). */
+    sluice_status (*submit)(void* instance, const sluice_batch* batch, uint64_t token,
+                            const sluice_completion* done, sluice_error* error);
 } sluice_plugin_descriptor;
 
 typedef struct sluice_module {
