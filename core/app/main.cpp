@@ -1,6 +1,7 @@
 // `sluice`: the daemon and its CLI (run, check, plugins list|describe|new, version).
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -377,6 +378,19 @@ void warn_orphan_spools(const fs::path& state_dir, const std::vector<sluice::Rou
 
 // Ends the process without waiting for routes that did not stop: writes out the queued log
 // lines first, but not for longer than a second (stderr itself may be what is stuck).
+// The soft limit on open files is often 1024, far below what thousands of routes need; the
+// hard limit is the administrator's word. Returns the limit now in force.
+rlim_t raise_open_file_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        const rlim_t wanted = limit.rlim_max;
+        limit.rlim_cur = wanted;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0) getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    return limit.rlim_cur;
+}
+
 [[noreturn]] void exit_now(int code) {
     std::thread([] { sluice::log::shutdown(); }).detach();
     for (int i = 0; i < 100 && !sluice::log::is_shut_down(); ++i) {
@@ -431,9 +445,18 @@ int cmd_run(const Options& o) {
         }
     }
     warn_orphan_spools(loaded->host.state_dir, loaded->routes);
-    sluice::log::info("", "sluice " SLUICE_SDK_VERSION_STRING " starting " +
-                              std::to_string(loaded->routes.size()) + " route(s)");
+    const rlim_t files = raise_open_file_limit();
+    // Every MQTT route keeps a connection of its own: a few per route, plus the producers'.
+    if (files != RLIM_INFINITY && files < loaded->routes.size() * 2 + 256) {
+        sluice::log::warn("", "the open-file limit (" + std::to_string(files) + ") is low for " +
+                                  std::to_string(loaded->routes.size()) +
+                                  " routes; raise it (ulimit -n, systemd LimitNOFILE=)");
+    }
     sluice::Supervisor supervisor(loaded->host.state_dir);
+    sluice::log::info("", "sluice " SLUICE_SDK_VERSION_STRING " starting " +
+                              std::to_string(loaded->routes.size()) + " route(s) on " +
+                              std::to_string(supervisor.executor().base_threads()) +
+                              " executor threads");
     for (auto& r : loaded->routes) supervisor.start(std::move(r));
     auto drain_all = [&] {
         // Draining can take a while; a second SIGINT/SIGTERM meanwhile means "now". A route

@@ -70,6 +70,21 @@ void MessageArena::clear() {
     views_valid_ = false;
 }
 
+void MessageArena::shrink(std::size_t keep_bytes) {
+    if (!empty()) return;
+    const std::size_t keep_entries = keep_bytes / 64;
+    if (bytes_.capacity() > keep_bytes) std::string().swap(bytes_);
+    if (entries_.capacity() > keep_entries) {
+        std::vector<Entry>().swap(entries_);
+        std::vector<sluice_message>().swap(views_);
+    }
+    if (headers_.capacity() > keep_entries) {
+        std::vector<std::pair<Span, Span>>().swap(headers_);
+        std::vector<sluice_header>().swap(header_views_);
+    }
+    views_valid_ = false;
+}
+
 void MessageArena::swap(MessageArena& other) noexcept {
     bytes_.swap(other.bytes_);
     entries_.swap(other.entries_);

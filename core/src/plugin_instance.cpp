@@ -53,6 +53,14 @@ sluice_status PluginInstance::process(const sluice_batch& batch, const sluice_em
     return s;
 }
 
+sluice_status PluginInstance::submit(const sluice_batch& batch, std::uint64_t token,
+                                     const sluice_completion* done, std::string& error) {
+    sluice_error err{};
+    const auto s = normalise(descriptor_.submit(instance_, &batch, token, done, &err));
+    if (s != SLUICE_OK) error = message_of(err, s);
+    return s;
+}
+
 sluice_status PluginInstance::stop(uint32_t deadline_ms, std::string& error) {
     if (!started_) return SLUICE_OK;
     started_ = false;

@@ -1,5 +1,7 @@
-// A route's lifecycle: opening its buffer, building and restarting its stages, stopping and
-// draining. The pipeline itself is in route_pipeline.cpp, what the source hands over in
+// A route's lifecycle as a state machine run in slices on the executor: opening its buffer,
+// building and restarting its stages, stopping and draining. Nothing here sleeps: a back-off
+// or a restart delay is a timer, waiting for input is a flag that the next message clears.
+// The pipeline itself is in route_pipeline.cpp, what the source hands over in
 // route_ingress.cpp.
 #include "sluice/core/route.hpp"
 
@@ -16,10 +18,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr auto kIdleWait = milliseconds(100);
 constexpr std::uint32_t kStopDeadlineMs = 5000;
 
+// The route whose slice this thread runs: a source emitting from inside its own start() or
+// stop() runs on it, and must never wait for room only that slice could make.
+thread_local const Route* t_running = nullptr;
+
 }  // namespace
+
+bool Route::on_own_thread() const { return t_running == this; }
 
 const char* route_state_name(RouteState s) {
     switch (s) {
@@ -37,16 +44,40 @@ const char* route_state_name(RouteState s) {
     return "unknown";
 }
 
-Route::Route(RouteSpec spec, std::filesystem::path state_dir)
-    : spec_(std::move(spec)), state_dir_(std::move(state_dir)) {}
+Route::Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir)
+    : spec_(std::move(spec)), executor_(executor), state_dir_(std::move(state_dir)) {
+    backoff_ms_ = spec_.options.restart_initial_ms;
+    completion_.struct_size = sizeof completion_;
+    completion_.ctx = this;
+    completion_.complete = [](void* ctx, std::uint64_t token, sluice_status status,
+                              const char* reason, std::size_t n, const sluice_reject* rejects) {
+        static_cast<Route*>(ctx)->on_complete(token, status, reason, n, rejects);
+    };
+}
 
 Route::~Route() {
     request_stop();
     join();
+    if (slot_) executor_.remove(*slot_);
 }
 
 void Route::start() {
-    worker_ = std::thread([this] { run(); });
+    slot_ = executor_.add(*this);
+    executor_.schedule(*slot_);
+}
+
+void Route::again() {
+    if (slot_) executor_.schedule(*slot_);
+}
+
+void Route::wake_at(Clock::time_point when) {
+    if (slot_) executor_.schedule_at(*slot_, when);
+}
+
+void Route::wait_input() {
+    idle_.store(true);
+    // seq_cst pairs with take(): either this sees the new message, or take() sees us idle.
+    if (buffer_->unread() > 0 && idle_.exchange(false)) again();
 }
 
 void Route::request_stop() {
@@ -55,18 +86,19 @@ void Route::request_stop() {
         if (stop_requested_) return;
         drain_deadline_ = Clock::now() + milliseconds(spec_.options.drain_timeout_ms);
         stop_requested_ = true;
-        wake_ = true;
     }
-    wait_cv_.notify_all();
-    // Take nothing more from now on: the worker may still be inside a sink call, and what the
+    // Take nothing more from now on: the route may still be inside a sink call, and what the
     // source receives meanwhile is better left with the broker (a persistent session keeps it)
     // than in a buffer that may not drain in time.
-    std::lock_guard lock(flow_mu_);
-    stopping_hold_ = true;
-    if (!held_.load() && hold_target_ != nullptr) {
-        held_.store(true);
-        hold_target_->hold_input(true);
+    {
+        std::lock_guard lock(flow_mu_);
+        stopping_hold_ = true;
+        if (!held_.load() && hold_target_ != nullptr) {
+            held_.store(true);
+            hold_target_->hold_input(true);
+        }
     }
+    again();
 }
 
 std::string Route::fatal_reason() {
@@ -80,7 +112,9 @@ Clock::time_point Route::drain_deadline() {
 }
 
 void Route::join() {
-    if (worker_.joinable()) worker_.join();
+    if (!slot_) return;
+    std::unique_lock lock(wait_mu_);
+    done_cv_.wait(lock, [this] { return done_.load(); });
 }
 
 RouteStatus Route::status() const {
@@ -105,7 +139,8 @@ RouteStatus Route::status() const {
             spec_.options.buffer.type == BufferOptions::Type::disk,
             call != nullptr ? *call : std::string(),
             counters_.holds.load(),
-            counters_.dead_letter_failed.load()};
+            counters_.dead_letter_failed.load(),
+            in_flight_count_.load()};
 }
 
 std::string Route::summary() const {
@@ -122,7 +157,12 @@ std::string Route::summary() const {
 
 bool Route::holds_nothing() const {
     return buffer_->messages() == 0 && ingress_.empty() && pending_.empty() &&
-           dead_letters_.empty();
+           dead_letters_.empty() && in_flight_.empty() && pending_read_ == 0;
+}
+
+std::uint64_t Route::held_in_memory() const {
+    return buffer_->unread() + ingress_.size() + pending_.size() + dead_letters_.size() +
+           in_flight_messages();
 }
 
 bool Route::open_buffer(std::string& error) {
@@ -166,44 +206,21 @@ void Route::set_state(RouteState s, std::string reason) {
     if (s != RouteState::degraded) degraded_stage_.clear();
 }
 
-bool Route::wait_for(Clock::time_point until) {
-    // Woken once per event (a stop request, a FATAL report), not for as long as the event
-    // holds: a retry back-off while draining must still sleep, not spin. New input does not
-    // end a back-off.
-    std::unique_lock lock(wait_mu_);
-    const bool woken = wait_cv_.wait_until(lock, until, [this] { return wake_; });
-    wake_ = false;
-    return !woken;
-}
-
-void Route::wait_for_input(Clock::time_point until) {
-    std::unique_lock lock(wait_mu_);
-    worker_waiting_.store(true);
-    // seq_cst pairs with take(): either this sees the new message, or take() sees us waiting.
-    if (buffer_->unread() == 0) {
-        wait_cv_.wait_until(lock, until, [this] { return wake_ || input_ready_; });
-    }
-    worker_waiting_.store(false);
-    input_ready_ = false;
-    wake_ = false;
-}
-
 void Route::on_end_of_input() {
     input_ended_ = true;
-    std::lock_guard lock(wait_mu_);
-    wake_ = true;
-    wait_cv_.notify_all();
+    again();
 }
 
 void Route::on_report_state(const std::string& stage, sluice_status state, const char* reason) {
     const std::string why = reason ? reason : "";
     if (state == SLUICE_FATAL) {
-        // Acted on by the worker: it owns the stages.
+        // Acted on by the route's next slice: it owns the stages.
         (stage == spec_.source.label ? source_failed_ : downstream_failed_) = true;
-        std::lock_guard lock(wait_mu_);
-        fatal_reason_ = stage + ": " + (why.empty() ? "gave up" : why);
-        wake_ = true;
-        wait_cv_.notify_all();
+        {
+            std::lock_guard lock(wait_mu_);
+            fatal_reason_ = stage + ": " + (why.empty() ? "gave up" : why);
+        }
+        again();
         return;
     }
     std::lock_guard lock(state_mu_);
@@ -333,6 +350,10 @@ void Route::teardown_source(std::uint32_t deadline_ms) {
 }
 
 void Route::teardown_downstream(std::uint32_t deadline_ms) {
+    {
+        std::lock_guard lock(call_mu_);
+        submitted_to_ = nullptr;
+    }
     std::string err;
     for (std::size_t i = 0; i < transforms_.size(); ++i) {
         if (transforms_[i]->stop(deadline_ms, err) != SLUICE_OK) {
@@ -347,6 +368,9 @@ void Route::teardown_downstream(std::uint32_t deadline_ms) {
     }
     transforms_.clear();
     sink_.reset();
+    // The sink's stop() settled what it had in flight; a sink that did not is taken at its
+    // word that nothing more comes: what it held goes again with the rebuilt sink.
+    settle_all_in_flight("the sink stopped without confirming it");
     dead_letter_.reset();
     downstream_hosts_.clear();
 }
@@ -357,10 +381,18 @@ void Route::fail(const std::string& stage, const std::string& message) {
     log::error("route " + spec_.name, reason);
 }
 
-void Route::run() {
-    worker_id_ = std::this_thread::get_id();
+void Route::schedule_restart() {
+    ++failures_;
+    const auto delay = jittered(backoff_ms_);
+    log::warn("route " + spec_.name, "restarting in " + std::to_string(delay.count()) + " ms");
+    next_attempt_ = Clock::now() + delay;
+    backoff_ms_ = std::min(backoff_ms_ * 2, spec_.options.restart_max_ms);
+}
+
+void Route::run_slice() {
+    t_running = this;
     try {
-        run_loop();
+        slice();
     } catch (const std::exception& e) {
         // A host bug or exhausted memory: fail this route, not the process. Its source must
         // not keep acknowledging messages that nothing will take.
@@ -372,176 +404,269 @@ void Route::run() {
         } catch (const std::exception&) {
         }
         if (buffer_ && !buffer_->durable()) counters_.undelivered.store(buffer_->messages());
+        phase_ = Phase::done;
+        std::lock_guard lock(wait_mu_);
         done_ = true;
+        done_cv_.notify_all();
+    }
+    t_running = nullptr;
+}
+
+void Route::on_overdue(milliseconds elapsed) {
+    // The watchdog, while this route's slice is still running. A plugin call past
+    // call_timeout_ms fails the route: asked to end, and restarted once it has returned.
+    const std::string* call = in_call_.load(std::memory_order_acquire);
+    if (call == nullptr || elapsed < milliseconds(spec_.options.call_timeout_ms)) return;
+    if (call_overdue_.exchange(true)) return;
+    const std::string reason = *call + ": has not returned for " + std::to_string(elapsed.count()) +
+                               " ms (call_timeout_ms " +
+                               std::to_string(spec_.options.call_timeout_ms) + ")";
+    set_state(RouteState::failed, reason);
+    log::error("route " + spec_.name, reason + "; asking it to end, other routes go on");
+    std::lock_guard lock(call_mu_);
+    if (calling_ != nullptr) calling_->interrupt();
+}
+
+void Route::slice() {
+    switch (phase_) {
+        case Phase::opening:
+            slice_opening();
+            return;
+        case Phase::running:
+            slice_running();
+            return;
+        case Phase::draining:
+            slice_draining();
+            return;
+        case Phase::done:
+            return;
     }
 }
 
-void Route::run_loop() {
-    const std::string scope = "route " + spec_.name;
-    std::uint32_t backoff = spec_.options.restart_initial_ms;
-    auto next_attempt = Clock::now();
-    bool halted = false;
-    bool finished = false;
-    std::uint32_t failures = 0;
-    auto schedule_restart = [&] {
-        ++failures;
-        const auto delay = jittered(backoff);
-        log::warn(scope, "restarting in " + std::to_string(delay.count()) + " ms");
-        next_attempt = Clock::now() + delay;
-        backoff = std::min(backoff * 2, spec_.options.restart_max_ms);
-    };
-    // Only the failed part is rebuilt: when a sink fails, the source keeps its connection
-    // and its messages wait in the queue; when the source fails, the sink keeps delivering.
-    bool source_up = false;
-    bool downstream_up = false;
-    while (!stopping() && !buffer_) {
-        std::string error;
-        if (open_buffer(error)) break;
-        // A spool that cannot be opened (permissions, a full disk) may be fixed meanwhile.
-        fail("", error);
-        schedule_restart();
-        wait_for(next_attempt);
-    }
-    while (!stopping()) {
-        if (source_failed_.exchange(false) && source_up) {
-            fail("", fatal_reason());
-            teardown_source(kStopDeadlineMs);
-            source_up = false;
-            schedule_restart();
-        }
-        if (downstream_failed_.exchange(false) && downstream_up) {
-            fail("", fatal_reason());
-            teardown_downstream(kStopDeadlineMs);
-            downstream_up = false;
-            schedule_restart();
-        }
-        if (!source_up || !downstream_up) {
-            if (halted) {
-                wait_for(Clock::time_point::max());
-                continue;
-            }
-            if (Clock::now() < next_attempt) {
-                if (downstream_up) {
-                    // Only the source is down: what the route holds still goes out.
-                    const Step s = step();
-                    if (s == Step::empty) {
-                        wait_for_input(std::min(next_attempt, Clock::now() + kIdleWait));
-                    }
-                } else {
-                    wait_for(next_attempt);
-                }
-                continue;
-            }
-            std::string error;
-            if (failures > 0) counters_.restarts.fetch_add(1);
-            if (!downstream_up) {
-                downstream_up = build_downstream(error);
-                if (!downstream_up) teardown_downstream(kStopDeadlineMs);
-            }
-            if (downstream_up && !source_up) {
-                source_up = build_source(error);
-                if (!source_up) teardown_source(kStopDeadlineMs);
-            }
-            if (source_up && downstream_up) {
-                {
-                    std::lock_guard lock(state_mu_);
-                    if (state_ != RouteState::degraded) {
-                        state_ = RouteState::running;
-                        reason_.clear();
-                    }
-                }
-                log::info(scope, failures > 0 ? "restarted" : "started");
-            } else {
-                fail("", error);
-                schedule_restart();
-            }
-            continue;
-        }
-        const Step s = step();
-        if (s == Step::failed) {
-            teardown_downstream(kStopDeadlineMs);
-            downstream_up = false;
-            schedule_restart();
-        } else if (s == Step::halted) {
-            halted = true;
-            teardown_source(kStopDeadlineMs);
-            teardown_downstream(kStopDeadlineMs);
-            source_up = downstream_up = false;
-            log::error(scope, "halted (on_error: stop); fix the cause and reload the route");
-        } else if (s == Step::progressed) {
-            backoff = spec_.options.restart_initial_ms;
-        } else if (s == Step::empty) {
-            if (input_ended_ && holds_nothing()) {
-                finished = true;
-                break;
-            }
-            wait_for_input(Clock::now() + kIdleWait);
-        }
-    }
-    if (!buffer_) {
+void Route::slice_opening() {
+    if (stopping()) {
         closed_ = true;
-        teardown_source(kStopDeadlineMs);
-        teardown_downstream(kStopDeadlineMs);
-        set_state(RouteState::stopped, "stopped before its buffer could be opened");
-        done_ = true;
+        finish(RouteState::stopped, "stopped before its buffer could be opened");
         return;
     }
-    if (!downstream_up && !halted && !holds_nothing()) {
+    if (Clock::now() < next_attempt_) {
+        wake_at(next_attempt_);
+        return;
+    }
+    std::string error;
+    if (open_buffer(error)) {
+        phase_ = Phase::running;
+        failures_ = 0;
+        backoff_ms_ = spec_.options.restart_initial_ms;
+        next_attempt_ = {};
+        again();
+        return;
+    }
+    // A spool that cannot be opened (permissions, a full disk) may be fixed meanwhile.
+    fail("", error);
+    schedule_restart();
+    wake_at(next_attempt_);
+}
+
+void Route::slice_running() {
+    const std::string scope = "route " + spec_.name;
+    if (stopping()) {
+        begin_drain();
+        return;
+    }
+    if (source_failed_.exchange(false) && source_up_) {
+        fail("", fatal_reason());
+        teardown_source(kStopDeadlineMs);
+        source_up_ = false;
+        schedule_restart();
+    }
+    if (downstream_failed_.exchange(false) && downstream_up_) {
+        fail("", fatal_reason());
+        teardown_downstream(kStopDeadlineMs);
+        downstream_up_ = false;
+        schedule_restart();
+    }
+    // Only the failed part is rebuilt: when a sink fails, the source keeps its connection
+    // and its messages wait in the buffer; when the source fails, the sink keeps delivering.
+    if (!source_up_ || !downstream_up_) {
+        if (halted_) return;  // until stopped (a reload will replace it)
+        const auto now = Clock::now();
+        if (now < next_attempt_) {
+            if (downstream_up_) {
+                // Only the source is down: what the route holds still goes out.
+                const Step s = step();
+                if (s == Step::progressed) {
+                    again();
+                } else if (s == Step::idle) {
+                    wake_at(retry_at_);
+                } else if (s == Step::empty) {
+                    wait_input();
+                }
+            }
+            wake_at(next_attempt_);
+            return;
+        }
+        std::string error;
+        if (failures_ > 0) counters_.restarts.fetch_add(1);
+        if (!downstream_up_) {
+            downstream_up_ = build_downstream(error);
+            if (!downstream_up_) teardown_downstream(kStopDeadlineMs);
+        }
+        if (downstream_up_ && !source_up_) {
+            source_up_ = build_source(error);
+            if (!source_up_) teardown_source(kStopDeadlineMs);
+        }
+        if (source_up_ && downstream_up_) {
+            {
+                std::lock_guard lock(state_mu_);
+                if (state_ != RouteState::degraded) {
+                    state_ = RouteState::running;
+                    reason_.clear();
+                }
+            }
+            log::info(scope, failures_ > 0 ? "restarted" : "started");
+        } else {
+            fail("", error);
+            schedule_restart();
+        }
+        again();
+        return;
+    }
+    const Step s = step();
+    switch (s) {
+        case Step::failed:
+            teardown_downstream(kStopDeadlineMs);
+            downstream_up_ = false;
+            schedule_restart();
+            wake_at(next_attempt_);
+            return;
+        case Step::halted:
+            halted_ = true;
+            teardown_source(kStopDeadlineMs);
+            teardown_downstream(kStopDeadlineMs);
+            source_up_ = downstream_up_ = false;
+            log::error(scope, "halted (on_error: stop); fix the cause and reload the route");
+            return;
+        case Step::progressed:
+            backoff_ms_ = spec_.options.restart_initial_ms;
+            again();
+            return;
+        case Step::idle:
+            wake_at(retry_at_);
+            return;
+        case Step::waiting:
+            return;  // a completion schedules the route
+        case Step::empty:
+            if (input_ended_ && holds_nothing()) {
+                finished_ = true;
+                begin_drain();
+                return;
+            }
+            trim_memory();
+            wait_input();
+            return;
+    }
+}
+
+void Route::begin_drain() {
+    const std::string scope = "route " + spec_.name;
+    if (!downstream_up_ && !halted_ && !holds_nothing()) {
         // Stopping while the sink side waits for its restart: one more try, so that what the
         // route holds is delivered if the destination is back, rather than dropped.
         std::string error;
-        downstream_up = build_downstream(error);
-        if (!downstream_up) {
+        downstream_up_ = build_downstream(error);
+        if (!downstream_up_) {
             log::error(scope, "cannot deliver what the route holds on stop: " + error);
             teardown_downstream(kStopDeadlineMs);
         }
     }
-    const bool durable = buffer_->durable();
-    if (downstream_up) {
-        // Graceful stop: no new input, deliver what we hold until the drain deadline.
-        teardown_source(kStopDeadlineMs);
-        closed_ = true;
-        while (!holds_nothing() &&
-               Clock::now() < (finished ? Clock::time_point::max() : drain_deadline())) {
-            const Step s = step();
-            if (s == Step::failed || s == Step::halted) break;
+    // Graceful stop: no new input, deliver what we hold until the drain deadline.
+    teardown_source(kStopDeadlineMs);
+    source_up_ = false;
+    closed_ = true;
+    phase_ = Phase::draining;
+    again();
+}
+
+void Route::slice_draining() {
+    const auto deadline = finished_ ? Clock::time_point::max() : drain_deadline();
+    if (downstream_up_ && !holds_nothing() && Clock::now() < deadline) {
+        const Step s = step();
+        switch (s) {
+            case Step::failed:
+            case Step::halted:
+                break;
+            case Step::progressed:
+                again();
+                return;
+            case Step::idle:
+                wake_at(std::min(retry_at_, deadline));
+                return;
+            case Step::waiting:
+            case Step::empty:
+                // What is left is in flight: its completion (or the deadline) wakes us.
+                if (!in_flight_.empty()) {
+                    wake_at(deadline);
+                    return;
+                }
+                again();
+                return;
         }
+    }
+    finish_drain();
+}
+
+void Route::finish_drain() {
+    const std::string scope = "route " + spec_.name;
+    const bool durable = buffer_->durable();
+    if (downstream_up_) {
         const auto remaining =
             std::chrono::duration_cast<milliseconds>(drain_deadline() - Clock::now());
         teardown_downstream(static_cast<std::uint32_t>(
             std::clamp<std::int64_t>(remaining.count(), 1000, kStopDeadlineMs)));
     } else {
-        teardown_source(kStopDeadlineMs);
-        closed_ = true;
         teardown_downstream(kStopDeadlineMs);
     }
+    // What a sink settled while it stopped is not delivered: count it with the rest.
+    absorb_completions();
     // A disk spool keeps everything it has not confirmed (and replays a partly delivered
     // batch whole); what was not delivered is what was never read plus what is in flight.
-    const std::uint64_t left =
-        durable ? buffer_->messages()
-                : buffer_->unread() + ingress_.size() + pending_.size() + dead_letters_.size();
+    const std::uint64_t left = durable ? buffer_->messages() : held_in_memory();
     if (left > 0 && durable) {
         log::warn(scope, std::to_string(left) +
                              " messages were not delivered before the route stopped; they stay "
                              "in its disk spool and are delivered after the next start");
     } else if (left > 0) {
         log::error(scope, std::to_string(left) + " messages were not delivered and are lost: " +
-                              (halted          ? "the route was halted"
-                               : downstream_up ? "the drain deadline passed"
-                                               : "the route could not deliver") +
+                              (halted_          ? "the route was halted"
+                               : downstream_up_ ? "the drain deadline passed"
+                                                : "the route could not deliver") +
                               " (a disk buffer would have kept them)");
         counters_.undelivered.store(left);
     }
     buffer_->flush();
-    log::info(scope, std::string(finished ? "input finished" : "stopped") + ": " + summary());
+    log::info(scope, std::string(finished_ ? "input finished" : "stopped") + ": " + summary());
     {
         std::lock_guard lock(state_mu_);
-        if (state_ != RouteState::failed || !halted) {
+        if (state_ != RouteState::failed || !halted_) {
             state_ = RouteState::stopped;
-            reason_ = finished ? "input finished" : "stopped";
+            reason_ = finished_ ? "input finished" : "stopped";
         }
     }
+    phase_ = Phase::done;
+    std::lock_guard lock(wait_mu_);
     done_ = true;
+    done_cv_.notify_all();
+}
+
+void Route::finish(RouteState state, const std::string& reason) {
+    teardown_source(kStopDeadlineMs);
+    teardown_downstream(kStopDeadlineMs);
+    set_state(state, reason);
+    phase_ = Phase::done;
+    std::lock_guard lock(wait_mu_);
+    done_ = true;
+    done_cv_.notify_all();
 }
 
 }  // namespace sluice

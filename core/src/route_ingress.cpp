@@ -53,7 +53,7 @@ sluice_status Route::take(const sluice_message& m) {
         warn_drop("with its topic and headers it is larger than the route's buffer.max_bytes", m);
         return SLUICE_ERROR;
     }
-    const bool own_thread = std::this_thread::get_id() == worker_id_;
+    const bool own_thread = on_own_thread();
     switch (b.when_full) {
         case BufferOptions::WhenFull::block:
             if (own_thread || releasing_source_.load()) {
@@ -117,12 +117,9 @@ sluice_status Route::take(const sluice_message& m) {
         return SLUICE_ERROR;
     }
     counters_.received.fetch_add(1, std::memory_order_relaxed);
-    // seq_cst pairs with wait_for_input(): either it sees this message, or we see it waiting.
-    if (worker_waiting_.load()) {
-        std::lock_guard lock(wait_mu_);
-        input_ready_ = true;
-        wait_cv_.notify_one();
-    }
+    // seq_cst pairs with wait_input(): either it sees this message, or we see it idle. Only
+    // the first message after the route went idle schedules it (a short lock, never a wait).
+    if (idle_.load() && idle_.exchange(false)) again();
     return SLUICE_OK;
 }
 

@@ -127,6 +127,27 @@ const std::vector<RouteOptionDef>& route_option_defs() {
                     "Most messages moved through the pipeline in one batch.", 1, 100000),
          [](RouteOptions& o, const std::string& v) { o.batch_size = std::stoull(v); },
          [](const RouteOptions& o) { return std::to_string(o.batch_size); }},
+        {field_spec("max_in_flight", SLUICE_FIELD_INT, "4",
+                    "Sinks with pipelined delivery (kafka-sink): most batches sent and not yet "
+                    "confirmed at once. More hides the destination's round trip; batches are "
+                    "confirmed in order, and a retry resends from the first unconfirmed message "
+                    "on, so a key's messages never overtake each other (a retry may repeat "
+                    "later ones). 1 waits for each batch before the next.",
+                    1, 64),
+         [](RouteOptions& o, const std::string& v) {
+             o.max_in_flight = static_cast<std::uint32_t>(std::stoul(v));
+         },
+         [](const RouteOptions& o) { return std::to_string(o.max_in_flight); }},
+        {field_spec("call_timeout_ms", SLUICE_FIELD_INT, "60000",
+                    "A call into a transform or sink that has not returned after this long "
+                    "fails the route: the call is asked to end (plugins that support it), the "
+                    "route shows the stage it is stuck in, and the part is restarted once the "
+                    "call returns. Other routes never wait for it.",
+                    100, 3'600'000),
+         [](RouteOptions& o, const std::string& v) {
+             o.call_timeout_ms = static_cast<std::uint32_t>(std::stoul(v));
+         },
+         [](const RouteOptions& o) { return std::to_string(o.call_timeout_ms); }},
         {field_spec("restart_initial_ms", SLUICE_FIELD_INT, "500",
                     "First delay before a failed route is restarted; doubles per failure.", 1,
                     3'600'000),

@@ -1,6 +1,8 @@
-// The pipeline of a route, run by its worker: a batch read from the buffer goes through the
+// The pipeline of a route, run in its slices: a batch read from the buffer goes through the
 // transforms into the sink; what a stage rejects goes to the error policy (drop, dead_letter,
-// stop); the batch is confirmed to the buffer only once all of it is done.
+// stop); the batch is confirmed to the buffer only once all of it is done. This file has the
+// serial path (a sink's process() confirms a batch before it returns); route_inflight.cpp has
+// the pipelined one (submit/complete).
 #include <algorithm>
 
 #include "sluice/core/backoff.hpp"
@@ -129,8 +131,11 @@ Route::Step Route::run_transforms() {
         std::string err;
         const std::string& label = spec_.transforms[i].label;
         begin_call(transforms_[i].get(), &label);
-        const auto s = transforms_[i]->process(in->batch(), &e, err);
-        end_call();
+        auto s = transforms_[i]->process(in->batch(), &e, err);
+        if (!end_call()) {
+            s = SLUICE_FATAL;
+            err = "did not return within call_timeout_ms";
+        }
         if (s == SLUICE_FATAL) {
             counters_.errors.fetch_sub(policy_errors_);
             counters_.filtered.store(filtered_before);  // only this thread counts filtered
@@ -182,8 +187,11 @@ Route::Step Route::deliver() {
     std::string err;
     const std::string& label = spec_.sink.label;
     begin_call(sink_.get(), &label);
-    const auto s = sink_->process(pending_.batch(), &e, err);
-    end_call();
+    auto s = sink_->process(pending_.batch(), &e, err);
+    if (!end_call()) {
+        s = SLUICE_FATAL;
+        err = "did not return within call_timeout_ms";
+    }
     const bool stop_on_error = spec_.options.on_error == RouteOptions::OnError::stop;
     std::uint32_t& retry_ms = sink_retry_ms_;
     switch (s) {
@@ -278,8 +286,11 @@ Route::Step Route::deliver_dead_letters() {
     std::string err;
     const std::string& label = spec_.dead_letter.label;
     begin_call(dead_letter_.get(), &label);
-    const auto s = dead_letter_->process(dead_letters_.batch(), &e, err);
-    end_call();
+    auto s = dead_letter_->process(dead_letters_.batch(), &e, err);
+    if (!end_call()) {
+        s = SLUICE_FATAL;
+        err = "did not return within call_timeout_ms";
+    }
     if (s == SLUICE_FATAL) {
         fail(label, err);
         return Step::failed;  // dead_letters_ is kept for the rebuilt sink
@@ -325,29 +336,38 @@ Route::Step Route::deliver_dead_letters() {
 }
 
 void Route::back_off() {
-    // Capped at the drain deadline while stopping: a back-off must never outlast it.
-    wait_for(std::min(Clock::now() + jittered(sink_retry_ms_),
-                      stopping() ? drain_deadline() : Clock::time_point::max()));
+    // A timer, not a sleep: the pool thread goes on with other routes. Capped at the drain
+    // deadline while stopping: a back-off must never outlast it.
+    retry_at_ = std::min(Clock::now() + jittered(sink_retry_ms_),
+                         stopping() ? drain_deadline() : Clock::time_point::max());
     sink_retry_ms_ = std::min(sink_retry_ms_ * 2, kSinkRetryMaxMs);
 }
 
 void Route::begin_call(PluginInstance* instance, const std::string* stage) {
     std::lock_guard lock(call_mu_);
     calling_ = instance;
+    call_overdue_.store(false);
     in_call_.store(stage, std::memory_order_release);
 }
 
-void Route::end_call() {
+bool Route::end_call() {
     std::lock_guard lock(call_mu_);
     calling_ = nullptr;
     in_call_.store(nullptr, std::memory_order_release);
+    return !call_overdue_.exchange(false);
 }
 
 void Route::interrupt_if_overdue() {
-    if (!stopping() || in_call_.load(std::memory_order_acquire) == nullptr) return;
+    if (!stopping()) return;
+    if (in_call_.load(std::memory_order_acquire) == nullptr &&
+        in_flight_count_.load(std::memory_order_relaxed) == 0) {
+        return;
+    }
     if (Clock::now() < drain_deadline()) return;
     std::lock_guard lock(call_mu_);
     if (calling_ != nullptr) calling_->interrupt();
+    // A pipelined sink settles what it has in flight (unconfirmed: retry) at once.
+    if (submitted_to_ != nullptr && submitted_to_ != calling_) submitted_to_->interrupt();
 }
 
 void Route::confirm_batch() {
@@ -358,6 +378,11 @@ void Route::confirm_batch() {
 }
 
 Route::Step Route::step() {
+    if (Clock::now() < retry_at_) return Step::idle;  // a back-off is running
+    return sink_->can_submit() ? step_pipelined() : step_serial();
+}
+
+Route::Step Route::step_serial() {
     if (ingress_.empty() && pending_.empty()) {
         // What failed goes to the dead-letter sink before the batch is confirmed, so that a
         // crash in between replays it rather than losing it.

@@ -2,10 +2,15 @@
 
 namespace sluice {
 
-Supervisor::~Supervisor() { stop_all(); }
+Supervisor::~Supervisor() {
+    stop_all();
+    // Routes go before the executor they run on.
+    std::lock_guard lock(mu_);
+    routes_.clear();
+}
 
 void Supervisor::start(RouteSpec spec) {
-    auto route = std::make_unique<Route>(std::move(spec), state_dir_);
+    auto route = std::make_unique<Route>(std::move(spec), executor_, state_dir_);
     route->start();
     std::lock_guard lock(mu_);
     routes_.push_back(std::move(route));

@@ -450,3 +450,63 @@ dead_letter: {flaky-sink: {path: "${DIR}/dead.txt", fail_first: 2, counter: dlfa
     CHECK(lines(dir / "dead.txt") == 1);
     CHECK(lines(dir / "good.txt") == 2);
 }
+
+TEST_CASE("idle routes run no slices: no thread per route, no polling", "[runtime][scale]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup(dir / "state", 2);
+    std::string yaml;
+    constexpr int kRoutes = 200;
+    for (int i = 0; i < kRoutes; ++i) {
+        // One message, then the source waits an hour: the route has nothing to do.
+        yaml += "route: idle-" + std::to_string(i) +
+                "\nsource: {test-source: {generate: 2, interval_ms: 3600000}}\n"
+                "sink: {file-sink: {path: \"${DIR}/idle-" +
+                std::to_string(i) + ".jsonl\"}}\n---\n";
+    }
+    yaml.resize(yaml.size() - 4);
+    for (auto& r : routes(dir, yaml)) sup.start(std::move(r));
+    REQUIRE(wait_until([&] {
+        const auto all = sup.status();
+        return std::all_of(all.begin(), all.end(), [](const auto& s) { return s.delivered == 1; });
+    }));
+    std::this_thread::sleep_for(200ms);
+    const auto before = sup.executor().slices();
+    std::this_thread::sleep_for(1s);
+    // 200 idle routes, one second: not one slice (the old runtime woke each route 10 times a
+    // second).
+    CHECK(sup.executor().slices() == before);
+    CHECK(sup.executor().threads() == 2);
+    sup.stop_all();
+}
+
+TEST_CASE("a sink call past call_timeout_ms fails its route only, and the route recovers",
+          "[runtime][watchdog]") {
+    const auto dir = scratch_dir();
+    // One pool thread: the free route can only run because the stuck call does not hold it.
+    sluice::Supervisor sup(dir / "state", 1);
+    for (auto& r : routes(dir, R"(route: stuck
+call_timeout_ms: 300
+restart_initial_ms: 50
+source: {test-source: {generate: 5}}
+sink: {gate-sink: {path: "${DIR}/stuck", gate: "${DIR}/gate"}}
+---
+route: free
+source: {test-source: {generate: 1000}}
+sink: {file-sink: {path: "${DIR}/free.jsonl"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until(
+        [&] { return find(sup.status(), "free").state == sluice::RouteState::stopped; }));
+    CHECK(lines(dir / "free.jsonl") == 1000);
+    REQUIRE(wait_until(
+        [&] { return find(sup.status(), "stuck").state == sluice::RouteState::failed; }));
+    CHECK_THAT(find(sup.status(), "stuck").reason, Catch::Contains("call_timeout_ms"));
+    CHECK(find(sup.status(), "stuck").stuck_in == "sink gate-sink");
+    // The call returns at last: the route rebuilds its sink and delivers what it held.
+    std::ofstream(dir / "gate") << "open";
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    CHECK(find(sup.status(), "stuck").delivered == 5);
+    CHECK(find(sup.status(), "stuck").restarts >= 1);
+    CHECK(lines(dir / "stuck") >= 5);
+}

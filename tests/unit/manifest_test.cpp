@@ -151,8 +151,8 @@ TEST_CASE("validation errors name file:line:col, the path and the remedy", "[cor
         {"unknown route-level key",
          head + sink + "queue: 5\n",
          {":8:1: route r1 > queue: unknown key 'queue' (allowed: batch_size, buffer, "
-          "dead_letter, drain_timeout_ms, max_payload_bytes, on_error, restart_initial_ms, "
-          "restart_max_ms, route, sink, source, transforms)"}},
+          "call_timeout_ms, dead_letter, drain_timeout_ms, max_in_flight, max_payload_bytes, "
+          "on_error, restart_initial_ms, restart_max_ms, route, sink, source, transforms)"}},
         {"a key from an earlier version says where it went",
          head + sink + "queue_capacity: 5\nwhen_full: drop_newest\n",
          {":8:17: route r1 > queue_capacity: 'queue_capacity' is no longer a route option: "

@@ -123,6 +123,14 @@ public:
         return unread_;
     }
     bool durable() const override { return false; }
+    void trim() override {
+        std::lock_guard lock(mu_);
+        // Only what a burst made large: small spares are what steady traffic reuses.
+        std::erase_if(spare_, [](const MessageArena& a) {
+            return a.capacity_bytes() > kIdleArenaBytes;
+        });
+        filling_.arena.shrink(kIdleArenaBytes);
+    }
 
 private:
     struct Chunk {
@@ -153,6 +161,7 @@ private:
     }
 
     static constexpr std::size_t kMaxSpare = 4;
+    static constexpr std::size_t kIdleArenaBytes = 64u << 10;
     const std::size_t batch_size_;
     mutable std::mutex mu_;
     std::deque<Chunk> ready_;

@@ -2,10 +2,11 @@
 // or from a counter, so that routes can be tried and tested without any broker. Finite input
 // ends the route once everything is delivered.
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
-#include <thread>
-
+#include <mutex>
 #include <sluice/sdk.hpp>
+#include <thread>
 
 namespace sluice::plugins {
 
@@ -20,19 +21,16 @@ public:
                 "`messages` (payloads listed in the manifest), or `generate` (that many "
                 "payloads `{\"seq\":N}`). The input is played `repeat` times (0: forever), "
                 "then the route drains and ends.");
-        s.field(Field::string("topic")
-                    .default_value("test")
-                    .description("Topic of every message (use `/` levels to try templates)."));
+        s.field(Field::string("topic").default_value("test").description(
+            "Topic of every message (use `/` levels to try templates)."));
         s.field(Field::string("file").description("File whose lines are the payloads."));
         s.field(Field::list("messages").description("Payloads, one message each."));
         s.field(Field::integer("generate")
                     .default_value("0")
                     .range(0, 1e12)
                     .description("Generate this many `{\"seq\":N}` payloads (N from 0)."));
-        s.field(Field::integer("repeat")
-                    .default_value("1")
-                    .range(0, 1e9)
-                    .description("How many times to play the input; 0 repeats forever."));
+        s.field(Field::integer("repeat").default_value("1").range(0, 1e9).description(
+            "How many times to play the input; 0 repeats forever."));
         s.field(Field::integer("interval_ms")
                     .default_value("0")
                     .range(0, 3.6e6)
@@ -83,7 +81,11 @@ public:
     }
 
     void stop(std::chrono::milliseconds) override {
-        stopping_ = true;
+        {
+            std::lock_guard lock(mu_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
         if (thread_.joinable()) thread_.join();
     }
 
@@ -104,7 +106,12 @@ private:
             if (s == sdk::Status::fatal) return false;
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
-        if (interval_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(interval_));
+        if (interval_ > 0) {
+            // Ends early at stop: a long interval must not hold the route's stop.
+            std::unique_lock lock(mu_);
+            cv_.wait_for(lock, std::chrono::milliseconds(interval_),
+                         [this] { return stopping_.load(); });
+        }
         return !stopping_;
     }
 
@@ -135,6 +142,8 @@ private:
     bool skip_header_;
     sdk::Host& host_;
     std::atomic<bool> stopping_{false};
+    std::mutex mu_;
+    std::condition_variable cv_;
     std::thread thread_;
 };
 

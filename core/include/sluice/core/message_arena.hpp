@@ -21,6 +21,9 @@ public:
     bool empty() const { return entries_.empty(); }
     std::size_t payload_bytes() const { return bytes_.size(); }
     void clear();
+    /// An empty arena gives back memory beyond `keep_bytes` that a burst made it grow to.
+    void shrink(std::size_t keep_bytes);
+    std::size_t capacity_bytes() const { return bytes_.capacity(); }
     void swap(MessageArena& other) noexcept;
 
     /// The C view of all messages; valid until the next change to the arena.

@@ -32,6 +32,10 @@ public:
     void hold_input(bool hold) {
         if (descriptor_.hold_input != nullptr && started_) descriptor_.hold_input(instance_, hold);
     }
+    /// Sinks built against ABI >= 1.2 may take batches without waiting for their delivery.
+    bool can_submit() const { return descriptor_.submit != nullptr; }
+    sluice_status submit(const sluice_batch& batch, std::uint64_t token,
+                         const sluice_completion* done, std::string& error);
     /// Asks a process() call in progress on another thread to return early (ABI 1.1).
     bool can_interrupt() const { return descriptor_.interrupt != nullptr; }
     void interrupt() {

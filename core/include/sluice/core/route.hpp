@@ -1,26 +1,32 @@
 // A route: one isolated pipeline (source -> transforms -> sink) with its own plugin instances,
-// buffer (memory or durable disk spool, bounded in bytes), worker thread, counters and state.
-// A failing stage fails only its route, which restarts itself with exponential back-off while
-// keeping the messages it holds. The parts live in their own files: route.cpp (lifecycle:
-// build, restart, stop and drain), route_ingress.cpp (what the source hands over, flow
-// control), route_pipeline.cpp (transforms, delivery, retries, the error policy).
+// buffer (memory or durable disk spool, bounded in bytes), counters and state. It runs as a
+// task on the shared Executor: a strand of short slices, scheduled only when it has something
+// to do, so that thousands of idle routes cost no thread and no wake-up. A failing stage fails
+// only its route, which restarts itself with exponential back-off while keeping the messages it
+// holds. The parts live in their own files: route.cpp (lifecycle: build, restart, stop and
+// drain, as a state machine), route_ingress.cpp (what the source hands over, flow control),
+// route_pipeline.cpp (transforms, delivery, retries, the error policy) and route_inflight.cpp
+// (pipelined delivery: batches in flight, completions, go-back-N retries).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "sluice/core/buffer/route_buffer.hpp"
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/message_arena.hpp"
 #include "sluice/core/plugin_instance.hpp"
+#include "sluice/core/runtime/executor.hpp"
 
 namespace sluice {
 
@@ -47,6 +53,7 @@ struct RouteCounters {
     std::atomic<std::uint64_t> retries{0};             // sink retries
     std::atomic<std::uint64_t> restarts{0};            // times the route was rebuilt after failing
     std::atomic<std::uint64_t> undelivered{0};         // held when the route stopped, not delivered
+    std::atomic<std::uint64_t> resent{0};  // sent again by a go-back retry after Kafka confirmed
 };
 
 struct RouteStatus {
@@ -61,24 +68,27 @@ struct RouteStatus {
     std::string stuck_in;  // the plugin call in progress, when the worker is inside one
     std::uint64_t holds;   // times the source was held back (buffer full)
     std::uint64_t dead_letter_failed;
+    std::uint64_t in_flight;  // batches handed to a pipelined sink, not yet confirmed
 };
 
-class Route {
+class Route : private Executor::Task {
 public:
-    /// `state_dir`: where a disk buffer keeps its spool (routes/<name>/spool).
-    Route(RouteSpec spec, std::filesystem::path state_dir = {});
-    ~Route();
+    /// `state_dir`: where a disk buffer keeps its spool (routes/<name>/spool). `executor` runs
+    /// the route and must outlive it.
+    Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir = {});
+    ~Route() override;
     Route(const Route&) = delete;
     Route& operator=(const Route&) = delete;
 
     const std::string& name() const { return spec_.name; }
     const RouteSpec& spec() const { return spec_; }
 
-    /// Starts the worker thread, which builds the stages and runs them.
+    /// Schedules the route: its first slices open the buffer and build the stages.
     void start();
     /// Asks the route to stop: the source stops, what the route holds is delivered within
     /// `drain_timeout_ms`, then the stages stop. Returns at once; join() waits.
     void request_stop();
+    /// Waits until the route has ended (see done()).
     void join();
     /// True once the worker has ended (stopped, or its finite input is fully delivered).
     bool done() const { return done_.load(); }
@@ -102,10 +112,42 @@ public:
         sluice_host_api api;
     };
 
+    /// A settled batch of a pipelined sink, as its completion reported it.
+    struct Completion {
+        std::uint64_t token;
+        sluice_status status;
+        std::string reason;
+        std::vector<std::tuple<std::size_t, sluice_status, std::string>> rejects;
+    };
+    struct InFlight {
+        MessageArena batch;
+        std::size_t read = 0;  // buffer messages it accounts for, confirmed when it is done
+        std::uint64_t token = 0;
+        bool settled = false;
+        bool applied = false;  // its outcome went to the counters and the error policy
+        std::optional<Completion> outcome;
+    };
+
 private:
-    enum class Step { empty, idle, progressed, failed, halted };
-    void run();
-    void run_loop();
+    enum class Step { empty, idle, waiting, progressed, failed, halted };
+    enum class Phase { opening, running, draining, done };
+
+    // Executor::Task
+    void run_slice() override;
+    void on_overdue(std::chrono::milliseconds elapsed) override;
+
+    void slice();
+    void slice_opening();
+    void slice_running();
+    void slice_draining();
+    void begin_drain();
+    void finish_drain();
+    void finish(RouteState state, const std::string& reason);
+    /// Runs a slice again soon (at the back of the queue), at `when`, or once input arrives.
+    void again();
+    void wake_at(std::chrono::steady_clock::time_point when);
+    void wait_input();
+    void schedule_restart();
     bool open_buffer(std::string& error);
     StageHost* make_host(const StageSpec& s);
     bool build_downstream(std::string& error);
@@ -115,12 +157,14 @@ private:
     std::string fatal_reason();
     void fail(const std::string& stage, const std::string& message);
     void set_state(RouteState s, std::string reason);
-    bool wait_for(std::chrono::steady_clock::time_point until);
-    void wait_for_input(std::chrono::steady_clock::time_point until);
     bool stopping() const { return stop_requested_.load(); }
     std::chrono::steady_clock::time_point drain_deadline();
     bool holds_nothing() const;
     std::string summary() const;
+    std::uint64_t held_in_memory() const;
+    bool on_own_thread() const;
+    /// An idle route gives back what a burst made its arenas grow to.
+    void trim_memory();
 
     // route_ingress.cpp
     sluice_status take(const sluice_message& m);
@@ -131,6 +175,7 @@ private:
 
     // route_pipeline.cpp
     Step step();
+    Step step_serial();
     Step run_transforms();
     Step deliver();
     Step deliver_dead_letters();
@@ -142,9 +187,25 @@ private:
     // Around every call into a transform or sink: what status() shows and what
     // interrupt_if_overdue() may interrupt.
     void begin_call(PluginInstance* instance, const std::string* stage);
-    void end_call();
+    /// False when the watchdog found the call overdue (call_timeout_ms): the stage counts as
+    /// failed, whatever it returned.
+    bool end_call();
+
+    // route_inflight.cpp: pipelined delivery to a sink with submit (ABI 1.2).
+    Step step_pipelined();
+    Step submit_pending();
+    Step settle_in_order(bool& progressed);
+    bool apply_outcome(InFlight& f, std::size_t& resend_from);
+    void go_back();
+    void absorb_completions();
+    void on_complete(std::uint64_t token, sluice_status status, const char* reason,
+                     std::size_t n_rejects, const sluice_reject* rejects);
+    void settle_all_in_flight(const std::string& why);
+    std::size_t in_flight_messages() const;
 
     RouteSpec spec_;
+    Executor& executor_;
+    std::shared_ptr<Executor::Slot> slot_;
     std::filesystem::path state_dir_;
     std::unique_ptr<RouteBuffer> buffer_;
     RouteCounters counters_;
@@ -164,8 +225,29 @@ private:
     MessageArena work_b_;
     MessageArena dead_letters_;  // failed messages with their error headers, for dead_letter_
     std::vector<sluice_header> dl_headers_;
-    std::size_t batch_read_ = 0;       // messages of the current batch, confirmed when it is done
+    std::size_t batch_read_ = 0;      // messages of the current batch, confirmed when it is done
+    std::size_t pending_read_ = 0;    // pipelined: the same, for pending_ (not yet submitted)
+    std::deque<InFlight> in_flight_;  // pipelined: submitted, confirmed in this order
+    std::vector<MessageArena> spare_arenas_;  // recycled batches of in_flight_
+    bool resend_due_ = false;  // a retry came back: resend from the first unconfirmed
+    std::uint64_t next_token_ = 1;
+    sluice_completion completion_{};
+    std::mutex completions_mu_;
+    std::vector<Completion> completions_;          // guarded by completions_mu_
+    std::atomic<std::size_t> in_flight_count_{0};  // for status()
     std::uint64_t policy_errors_ = 0;  // handed to the error policy by the current chain run
+
+    // The state machine (the route's own slices only).
+    Phase phase_ = Phase::opening;
+    bool source_up_ = false;
+    bool downstream_up_ = false;
+    bool halted_ = false;
+    bool finished_ = false;  // the input ended and everything was delivered
+    std::uint32_t failures_ = 0;
+    std::uint32_t backoff_ms_ = 0;
+    std::chrono::steady_clock::time_point next_attempt_{};
+    std::chrono::steady_clock::time_point retry_at_{};  // a sink back-off ends
+    std::atomic<bool> idle_{false};  // waiting for input: take() schedules the route
 
     std::atomic<bool> stop_requested_{false};
     std::atomic<bool> input_ended_{false};
@@ -173,19 +255,18 @@ private:
     std::atomic<bool> source_failed_{false};  // a stage reported SLUICE_FATAL
     std::atomic<bool> downstream_failed_{false};
     std::atomic<const std::string*> in_call_{nullptr};  // label of the stage being called
-    std::mutex call_mu_;                 // held to interrupt, so the instance outlives the call
-    PluginInstance* calling_ = nullptr;  // guarded by call_mu_
-    std::string fatal_reason_;           // guarded by wait_mu_
-    bool wake_ = false;                  // guarded by wait_mu_: wait_for() returns early once
-    bool input_ready_ = false;  // guarded by wait_mu_: a message arrived while the worker waited
-    std::atomic<bool> worker_waiting_{false};    // emit wakes the worker only when it waits
+    std::atomic<bool> call_overdue_{false};  // the watchdog gave up on the call in progress
+    std::mutex call_mu_;                     // held to interrupt, so the instance outlives the call
+    PluginInstance* calling_ = nullptr;      // guarded by call_mu_
+    PluginInstance* submitted_to_ = nullptr;     // guarded by call_mu_: sink with batches in flight
+    std::string fatal_reason_;                   // guarded by wait_mu_
     std::atomic<bool> closed_{false};            // the route takes nothing more
     std::atomic<bool> releasing_source_{false};  // the source is being stopped: never wait
     std::atomic<bool> source_can_hold_{false};
     std::chrono::steady_clock::time_point drain_deadline_{};  // guarded by wait_mu_
     std::uint32_t sink_retry_ms_ = 100;
     std::mutex wait_mu_;
-    std::condition_variable wait_cv_;
+    std::condition_variable done_cv_;  // with wait_mu_: join() waits for done_
 
     // Flow control. A source that can hold its input back is asked to when the buffer passes
     // max_bytes and to resume below a quarter of it; one that cannot (ABI 1.0) waits in emit on
@@ -195,7 +276,6 @@ private:
     std::atomic<bool> held_{false};           // written under flow_mu_
     std::atomic<bool> stopping_hold_{false};  // written under flow_mu_: held for good
     std::condition_variable room_cv_;
-    std::thread::id worker_id_;
 
     mutable std::mutex state_mu_;
     RouteState state_ = RouteState::starting;
@@ -207,8 +287,6 @@ private:
     std::mutex drop_log_mu_;
     std::chrono::steady_clock::time_point last_drop_log_{};
     std::uint64_t suppressed_drops_ = 0;
-
-    std::thread worker_;
 };
 
 }  // namespace sluice

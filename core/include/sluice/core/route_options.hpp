@@ -36,6 +36,8 @@ struct RouteOptions {
     enum class OnError { drop, dead_letter, stop } on_error = OnError::drop;
     std::uint64_t max_payload_bytes = 983040;
     std::size_t batch_size = 500;
+    std::uint32_t max_in_flight = 4;
+    std::uint32_t call_timeout_ms = 60000;
     std::uint32_t restart_initial_ms = 500;
     std::uint32_t restart_max_ms = 30000;
     std::uint32_t drain_timeout_ms = 10000;

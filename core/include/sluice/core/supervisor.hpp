@@ -1,5 +1,6 @@
-// Owns the running routes. Each route restarts itself after a failure; the supervisor starts
-// them, reports on them and stops them all together (in parallel, each draining).
+// Owns the running routes and the executor they run on. Each route restarts itself after a
+// failure; the supervisor starts them, reports on them and stops them all together (in
+// parallel, each draining).
 #pragma once
 
 #include <filesystem>
@@ -8,14 +9,16 @@
 #include <vector>
 
 #include "sluice/core/route.hpp"
+#include "sluice/core/runtime/executor.hpp"
 
 namespace sluice {
 
 class Supervisor {
 public:
     /// `state_dir`: where routes with a disk buffer keep their spools.
-    explicit Supervisor(std::filesystem::path state_dir = "var/sluice")
-        : state_dir_(std::move(state_dir)) {}
+    /// `threads`: the executor's pool (0: one per core, at least 2).
+    explicit Supervisor(std::filesystem::path state_dir = "var/sluice", unsigned threads = 0)
+        : executor_(threads), state_dir_(std::move(state_dir)) {}
     ~Supervisor();
     void start(RouteSpec spec);
     /// Asks every route to stop and drain; returns at once.
@@ -27,8 +30,10 @@ public:
     /// True when every route has ended on its own (finite inputs fully delivered).
     bool all_done() const;
     std::vector<RouteStatus> status() const;
+    const Executor& executor() const { return executor_; }
 
 private:
+    Executor executor_;  // first: outlives the routes that run on it
     std::filesystem::path state_dir_;
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Route>> routes_;

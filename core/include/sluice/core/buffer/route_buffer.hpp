@@ -38,6 +38,8 @@ public:
     virtual bool durable() const = 0;
     /// Makes what was appended and confirmed so far durable now (at stop). CONSUMER.
     virtual void flush() {}
+    /// Gives back memory kept for reuse (the route is idle). CONSUMER.
+    virtual void trim() {}
 
     /// The size a message counts for in every buffer, so that limits mean the same thing
     /// whatever the buffer type: its bytes plus a fixed overhead for its bookkeeping.
