@@ -510,3 +510,105 @@ sink: {file-sink: {path: "${DIR}/free.jsonl"}}
     CHECK(find(sup.status(), "stuck").restarts >= 1);
     CHECK(lines(dir / "stuck") >= 5);
 }
+
+namespace {
+
+// The `seq` of every line `{"seq":N}` of a file, in file order.
+std::vector<long> seqs(const fs::path& file) {
+    std::vector<long> out;
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto colon = line.find(':');
+        if (colon != std::string::npos) out.push_back(std::stol(line.substr(colon + 1)));
+    }
+    return out;
+}
+
+long number_in(const fs::path& file) {
+    std::ifstream in(file);
+    long n = 0;
+    in >> n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("a pipelined sink has several batches in flight, confirmed in order",
+          "[runtime][pipeline]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup(dir / "state", 2);
+    for (auto& r : routes(dir, R"(route: piped
+batch_size: 100
+max_in_flight: 4
+source: {test-source: {generate: 5000}}
+sink: {async-sink: {delay_ms: 20, file: "${DIR}/out", max_in_flight_seen_file: "${DIR}/seen"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    const auto got = seqs(dir / "out");
+    REQUIRE(got.size() == 5000);
+    for (long i = 0; i < 5000; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
+    // The window was used, and never exceeded.
+    CHECK(number_in(dir / "seen") > 1);
+    CHECK(number_in(dir / "seen") <= 4);
+    const auto& s = find(sup.status(), "piped");
+    CHECK(s.delivered == 5000);
+    CHECK(s.in_flight == 0);
+}
+
+TEST_CASE("a retry of a pipelined batch goes back to the first unconfirmed message",
+          "[runtime][pipeline]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup(dir / "state", 2);
+    for (auto& r : routes(dir, R"(route: goback
+batch_size: 50
+max_in_flight: 4
+source: {test-source: {generate: 3000}}
+sink: {async-sink: {delay_ms: 2, retry_every: 7, file: "${DIR}/out"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    const auto got = seqs(dir / "out");
+    // Nothing lost; resent messages appear again, but the last copy of every message comes
+    // after the last copy of every older one: no message overtakes an older one for good.
+    std::vector<long> last(3000, -1);
+    for (std::size_t pos = 0; pos < got.size(); ++pos) {
+        REQUIRE(got[pos] >= 0);
+        REQUIRE(got[pos] < 3000);
+        last[static_cast<std::size_t>(got[pos])] = static_cast<long>(pos);
+    }
+    for (std::size_t i = 0; i < last.size(); ++i) {
+        INFO("message " << i);
+        REQUIRE(last[i] >= 0);
+        if (i > 0) REQUIRE(last[i] > last[i - 1]);
+    }
+    const auto& s = find(sup.status(), "goback");
+    CHECK(s.delivered == 3000);
+    CHECK(s.retries > 0);
+    CHECK(got.size() > 3000);  // the go-back resent confirmed messages too
+}
+
+TEST_CASE("stopping drains the batches in flight of a pipelined sink", "[runtime][pipeline]") {
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup(dir / "state", 2);
+    for (auto& r : routes(dir, R"(route: drain
+batch_size: 10
+max_in_flight: 8
+drain_timeout_ms: 10000
+source: {test-source: {generate: 100000, interval_ms: 1}}
+sink: {async-sink: {delay_ms: 300, file: "${DIR}/out"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return find(sup.status(), "drain").in_flight > 1; }));
+    sup.stop_all();
+    const auto& s = find(sup.status(), "drain");
+    CHECK(s.state == sluice::RouteState::stopped);
+    CHECK(s.undelivered == 0);
+    CHECK(s.in_flight == 0);
+    CHECK(s.delivered == s.received);
+    CHECK(seqs(dir / "out").size() == s.received);
+}
