@@ -28,6 +28,19 @@ constexpr std::array kOwnedProperties{
     OwnedProperty{"delivery.timeout.ms", "delivery_timeout_ms"},
 };
 
+// librdkafka's local queue limits are per producer, and routes share producers: its own
+// default of 1 GiB lets a handful of producers hold gigabytes for a slow cluster. These bound
+// it; a full queue answers "cannot take it now" (retry) instead. `properties` may override
+// them, so they are not in kOwnedProperties.
+struct DefaultProperty {
+    const char* property;
+    const char* value;
+};
+constexpr std::array kDefaultProperties{
+    DefaultProperty{"queue.buffering.max.kbytes", "65536"},
+    DefaultProperty{"queue.buffering.max.messages", "100000"},
+};
+
 bool contains_ci(std::string_view text, std::string_view word) {
     return std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
                const auto lower = [](char c) {
@@ -124,6 +137,8 @@ int ClusterSettings::apply(rd_kafka_conf_t* conf, const ReportFn& report) const 
     set("idempotence", "enable.idempotence", idempotence ? "true" : "false");
     set("linger_ms", "linger.ms", std::to_string(linger_ms));
     set("delivery_timeout_ms", "message.timeout.ms", std::to_string(delivery_timeout_ms));
+    // Before `properties`, which override them when set there.
+    for (const auto& d : kDefaultProperties) set("properties", d.property, d.value);
     for (const auto& [name, value] : properties) {
         const auto owned = std::find_if(kOwnedProperties.begin(), kOwnedProperties.end(),
                                         [&](const OwnedProperty& p) { return p.property == name; });

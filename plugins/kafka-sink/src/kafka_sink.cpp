@@ -19,9 +19,6 @@ using std::chrono::milliseconds;
 constexpr milliseconds kReportMargin{2000};
 // How long write() waits for room when librdkafka's local queue is full, before trying again.
 constexpr milliseconds kQueueFullWait{10};
-// Metadata fetch at start: long enough for a healthy cluster, short enough not to hold up a
-// route whose cluster is away (the producer keeps trying in the background).
-constexpr milliseconds kMetadataTimeout{2000};
 // Time kept back from stop()'s deadline for rd_kafka_destroy, which closes connections and
 // joins librdkafka's threads after the flush.
 constexpr milliseconds kDestroyReserve{250};
@@ -57,10 +54,6 @@ bool is_permanent(rd_kafka_resp_err_t err) {
     }
 }
 
-std::string kafka_error(rd_kafka_resp_err_t err) {
-    return std::string(rd_kafka_err2str(err)) + " (" + rd_kafka_err2name(err) + ")";
-}
-
 // ConfigError's what() starts with the key, which the diagnostic already names.
 std::string without_key(const sdk::ConfigError& e) {
     const std::string_view text = e.what();
@@ -83,7 +76,7 @@ char read_replacement(const sdk::Config& config) {
 
 sdk::Spec KafkaSink::spec() {
     using sdk::Field;
-    sdk::Spec s("kafka-sink", "1.0.0");
+    sdk::Spec s("kafka-sink", "1.1.0");
     s.summary("Produces messages to Kafka and confirms them only once Kafka acknowledged them.")
         .description(
             "Each message becomes one Kafka record: the payload is the value, the key comes "
@@ -100,7 +93,18 @@ sdk::Spec KafkaSink::spec() {
             "Routes whose cluster settings (`brokers`, `compression`, `acks`, `idempotence`, "
             "`linger_ms`, `delivery_timeout_ms`, `properties`) are identical share one "
             "librdkafka producer, as librdkafka intends: one set of connections and batches "
-            "for all of them. Each route still waits only for its own messages.");
+            "for all of them. Each route still waits only for its own messages.\n\n"
+            "Batches are pipelined (plugin ABI 1.2): the route hands the sink its next batch "
+            "without waiting for the previous one's acknowledgements, up to the route's "
+            "`max_in_flight` batches, and each batch is confirmed when its last delivery report "
+            "arrives. Order is kept: every batch goes into the producer's one queue in the order "
+            "the route sent it, idempotence keeps partition order through librdkafka's own "
+            "retries, and the route confirms batches in order and resends from the first "
+            "unconfirmed message, so a retry never reorders the messages of a key. When "
+            "librdkafka's local queue is full the sink does not wait for room: the route "
+            "retries the part that did not fit after a back-off. A producer's local queue is "
+            "bounded by default to 64 MiB and 100,000 messages (librdkafka's own default is "
+            "1 GiB), for all the routes that share it; `properties` can change that.");
     s.field(Field::string("brokers")
                 .required()
                 .description("Kafka bootstrap servers, `host:port` separated by commas. Only "
@@ -115,8 +119,9 @@ sdk::Spec KafkaSink::spec() {
                          "`a-z A-Z 0-9 . _ -`, e.g. the `/` of an MQTT topic) are replaced by "
                          "`topic_replacement`; this is logged once per topic. A message whose "
                          "topic renders empty (a missing topic level or field) goes to the "
-                         "route's error policy. A constant topic's metadata is fetched when the "
-                         "route starts, so the first messages are not held back.")
+                         "route's error policy. A constant topic's metadata is fetched in the "
+                         "background when the route starts, so the first messages are not held "
+                         "back and the start does not wait for a cluster that is away.")
             .example("\"occupancy.{{topic.1}}\""));
     s.field(Field::string("topic_replacement")
                 .default_value("_")
@@ -160,7 +165,8 @@ sdk::Spec KafkaSink::spec() {
                     "back-off. A batch waits at most this long (plus about two seconds) for "
                     "its confirmations, so this also bounds how long a route stays blocked on "
                     "an unreachable cluster before it retries, and how long it may need to "
-                    "drain at shutdown."));
+                    "drain at shutdown (past the drain deadline, what is unconfirmed goes back "
+                    "to the route as retry)."));
     s.field(Field::integer("linger_ms")
                 .default_value("5")
                 .range(0, 900000)
@@ -174,7 +180,11 @@ sdk::Spec KafkaSink::spec() {
                          "CONFIGURATION.md). `sluice check` reports a property librdkafka does "
                          "not know or a value it refuses. Properties that one of the options "
                          "above sets are refused here. Values of properties whose name contains "
-                         "`password` or `secret` are never logged; prefer `${VAR}` for them.")
+                         "`password` or `secret` are never logged; prefer `${VAR}` for them. "
+                         "`queue.buffering.max.kbytes` (default here 65536, i.e. 64 MiB) and "
+                         "`queue.buffering.max.messages` (default 100000) bound the producer's "
+                         "local queue, which every route sharing the producer uses; when it is "
+                         "full, batches are retried rather than waited for.")
             .example("{security.protocol: sasl_ssl, sasl.mechanisms: PLAIN, "
                      "sasl.username: sluice, sasl.password: \"${KAFKA_PASSWORD}\"}")
             .advanced());
@@ -281,22 +291,9 @@ void KafkaSink::start() {
                          "': " + rd_kafka_err2str(rd_kafka_last_error()));
     }
     // Without metadata for a new topic librdkafka 2.0.2 holds its first messages until the
-    // next metadata refresh (about a second); asking now takes that out of the first write.
-    const milliseconds timeout =
-        std::min(kMetadataTimeout, milliseconds(settings_.delivery_timeout_ms));
-    const rd_kafka_metadata_t* metadata = nullptr;
-    const rd_kafka_resp_err_t err = rd_kafka_metadata(producer_->handle(), 0, constant_topic_,
-                                                      &metadata, static_cast<int>(timeout.count()));
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        host_.warn("no metadata for topic '" + name + "' within " +
-                   std::to_string(timeout.count()) + " ms (" + kafka_error(err) +
-                   "); producing anyway, librdkafka keeps trying");
-        return;
-    }
-    if (metadata->topic_cnt > 0 && metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        host_.warn("topic '" + name + "': " + kafka_error(metadata->topics[0].err));
-    }
-    rd_kafka_metadata_destroy(metadata);
+    // next metadata refresh (about a second); the producer asks for it now, on its own thread,
+    // so that start() never waits for a cluster that is away.
+    producer_->warm_up(name);
 }
 
 bool KafkaSink::make_legal(std::string& name) {
@@ -330,8 +327,8 @@ rd_kafka_topic_t* KafkaSink::topic_handle(const std::string& name) {
     return topic;
 }
 
-rd_kafka_topic_t* KafkaSink::topic_for(sdk::MessageView m, std::size_t index,
-                                       sdk::Emitter& results) {
+template <class Results>
+rd_kafka_topic_t* KafkaSink::topic_for(sdk::MessageView m, std::size_t index, Results& results) {
     if (constant_topic_ != nullptr) return constant_topic_;
     topic_buf_.clear();
     topic_.render(m, sdk::RenderContext{route_}, topic_buf_);
@@ -353,7 +350,7 @@ rd_kafka_topic_t* KafkaSink::topic_for(sdk::MessageView m, std::size_t index,
     if (topic == nullptr) {
         results.reject(
             index, sdk::Status::error,
-            "cannot use topic '" + topic_buf_ + "': " + kafka_error(rd_kafka_last_error()));
+            "cannot use topic '" + topic_buf_ + "': " + kafka::error_text(rd_kafka_last_error()));
     }
     return topic;
 }
@@ -375,8 +372,10 @@ rd_kafka_headers_t* KafkaSink::headers_for(sdk::MessageView m) const {
     return headers;
 }
 
-void KafkaSink::produce(sdk::MessageView m, std::size_t index, rd_kafka_topic_t* topic,
-                        Clock::time_point give_up, sdk::Emitter& results, std::size_t& produced) {
+template <class Results>
+KafkaSink::Produced KafkaSink::produce(sdk::MessageView m, std::size_t index,
+                                       rd_kafka_topic_t* topic, kafka::DeliveryTracker& tracker,
+                                       Results& results) {
     const void* key = nullptr;
     std::size_t key_len = 0;
     if (key_) {
@@ -411,37 +410,79 @@ void KafkaSink::produce(sdk::MessageView m, std::size_t index, rd_kafka_topic_t*
     vu[4].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
     vu[4].u.i64 = timestamp;
     vu[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[5].u.ptr = tracker.opaque(index);
     vu[6].vtype = RD_KAFKA_VTYPE_HEADERS;
     vu[6].u.headers = headers;
     const std::size_t fields = headers != nullptr ? 7 : 6;
 
-    while (true) {
-        vu[5].u.ptr = tracker_->opaque(index);
-        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (rd_kafka_error_t* error = rd_kafka_produceva(producer_->handle(), vu.data(), fields)) {
-            err = rd_kafka_error_code(error);
-            rd_kafka_error_destroy(error);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (rd_kafka_error_t* error = rd_kafka_produceva(producer_->handle(), vu.data(), fields)) {
+        err = rd_kafka_error_code(error);
+        rd_kafka_error_destroy(error);
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Produced::yes;  // librdkafka owns `headers`
+    tracker.not_produced(index);
+    if (headers != nullptr) rd_kafka_headers_destroy(headers);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return Produced::queue_full;  // the caller decides
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        {
+            std::lock_guard lock(fatal_mu_);
+            if (fatal_reason_.empty()) fatal_reason_ = producer_->fatal_reason();
         }
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ++produced;  // librdkafka owns `headers` now
-            return;
-        }
-        tracker_->not_produced(index);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && Clock::now() < give_up &&
-            !interrupted_.load()) {
-            // Deliveries make room; the poll thread serves them while we wait.
-            tracker_->wait_for_progress(kQueueFullWait);
+        fatal_.store(true);
+        return Produced::fatal;
+    }
+    results.reject(index, is_permanent(err) ? sdk::Status::error : sdk::Status::retry,
+                   "cannot produce to Kafka: " + kafka::error_text(err));
+    return Produced::rejected;
+}
+
+template <class Results>
+KafkaSink::Summary KafkaSink::classify(const kafka::DeliveryTracker& tracker, Why why,
+                                       Results& results) const {
+    Summary summary;
+    rd_kafka_resp_err_t last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::string reason;
+    for (std::size_t i = 0; i < tracker.size(); ++i) {
+        const auto o = tracker.outcome(i);
+        if (!o.produced) continue;  // rejected while producing
+        if (!o.reported) {
+            ++summary.retried;
+            reason = why == Why::interrupted || why == Why::stopped
+                         ? std::string("not confirmed by Kafka before the route had to stop")
+                         : "no delivery report from Kafka within " +
+                               std::to_string(settings_.delivery_timeout_ms) + " ms";
+            if (summary.retry_reason.empty()) summary.retry_reason = reason;
+            results.reject(i, sdk::Status::retry, reason);
+            last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
             continue;
         }
-        if (headers != nullptr) rd_kafka_headers_destroy(headers);
-        if (err == RD_KAFKA_RESP_ERR__FATAL) {
-            fatal_.store(true);
-            return;
+        if (o.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ++summary.delivered;
+            continue;
         }
-        const bool retry = err == RD_KAFKA_RESP_ERR__QUEUE_FULL || !is_permanent(err);
-        results.reject(index, retry ? sdk::Status::retry : sdk::Status::error,
-                       "cannot produce to Kafka: " + kafka_error(err));
-        return;
+        if (o.err != last_err || reason.empty()) {
+            reason = "Kafka did not confirm the message: " + kafka::error_text(o.err);
+            last_err = o.err;
+        }
+        if (is_permanent(o.err)) {
+            results.reject(i, sdk::Status::error, reason);
+        } else {
+            ++summary.retried;
+            if (summary.retry_reason.empty()) summary.retry_reason = reason;
+            results.reject(i, sdk::Status::retry, reason);
+        }
+    }
+    return summary;
+}
+
+void KafkaSink::report_health(const Summary& summary, std::size_t batch_size) {
+    if (summary.retried > 0) {
+        set_health(sdk::Status::retry,
+                   summary.retry_reason + " (" + std::to_string(summary.retried) + " of " +
+                       std::to_string(batch_size) + " messages will be retried)");
+    } else if (summary.delivered > 0) {
+        set_health(sdk::Status::ok, {});
     }
 }
 
@@ -461,8 +502,21 @@ sdk::Status KafkaSink::write(const sdk::BatchView& in, sdk::Emitter& results) {
     std::size_t produced = 0;
     for (std::size_t i = 0; i < in.size() && !fatal_.load(); ++i) {
         const auto m = in[i];
-        if (rd_kafka_topic_t* topic = topic_for(m, i, results)) {
-            produce(m, i, topic, give_up, results, produced);
+        rd_kafka_topic_t* topic = topic_for(m, i, results);
+        if (topic == nullptr) continue;
+        while (true) {
+            const Produced r = produce(m, i, topic, tracker, results);
+            if (r == Produced::yes) ++produced;
+            if (r != Produced::queue_full) break;
+            if (Clock::now() < give_up && !interrupted_.load()) {
+                // Deliveries make room; the poll thread serves them while we wait.
+                tracker.wait_for_progress(kQueueFullWait);
+                continue;
+            }
+            results.reject(
+                i, sdk::Status::retry,
+                "cannot produce to Kafka: " + kafka::error_text(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+            break;
         }
     }
     tracker.expect(produced);
@@ -475,58 +529,88 @@ sdk::Status KafkaSink::write(const sdk::BatchView& in, sdk::Emitter& results) {
         if (!complete) abandon_tracker();
         fail_fatal();
     }
-
-    std::size_t delivered = 0;
-    std::size_t retried = 0;
-    std::string retry_reason;
-    rd_kafka_resp_err_t last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    std::string reason;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        const auto o = tracker.outcome(i);
-        if (!o.produced) continue;  // rejected above
-        if (!o.reported) {
-            ++retried;
-            reason = interrupted_.load()
-                         ? std::string("not confirmed by Kafka before the route had to stop")
-                         : "no delivery report from Kafka within " +
-                               std::to_string(settings_.delivery_timeout_ms) + " ms";
-            if (retry_reason.empty()) retry_reason = reason;
-            results.reject(i, sdk::Status::retry, reason);
-            last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-            continue;
-        }
-        if (o.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ++delivered;
-            continue;
-        }
-        if (o.err != last_err || reason.empty()) {
-            reason = "Kafka did not confirm the message: " + kafka_error(o.err);
-            last_err = o.err;
-        }
-        if (is_permanent(o.err)) {
-            results.reject(i, sdk::Status::error, reason);
-        } else {
-            ++retried;
-            if (retry_reason.empty()) retry_reason = reason;
-            results.reject(i, sdk::Status::retry, reason);
-        }
-    }
+    const Summary summary =
+        classify(tracker, interrupted_.load() ? Why::interrupted : Why::timed_out, results);
     if (!complete) abandon_tracker();
-
-    if (retried > 0) {
-        set_health(sdk::Status::retry, retry_reason + " (" + std::to_string(retried) + " of " +
-                                           std::to_string(in.size()) +
-                                           " messages will be retried)");
-    } else if (delivered > 0) {
-        set_health(sdk::Status::ok, {});
-    }
+    report_health(summary, in.size());
     return sdk::Status::ok;
+}
+
+sdk::Status KafkaSink::submit(const sdk::BatchView& in, sdk::Completion done) {
+    if (producer_ == nullptr) throw sdk::Fatal("submit() before start()");
+    if (fatal_.load() || producer_->is_fatal()) fail_fatal();
+    if (in.empty()) {
+        done.complete();
+        return sdk::Status::ok;
+    }
+    auto tracker = std::make_shared<kafka::DeliveryTracker>(
+        in.size(), [this](const kafka::DeliveryTracker& t, sdk::Completion& c, Why why) {
+            settle_submitted(t, c, why);
+        });
+    // Registered before producing, so that interrupt() and a fatal error reach it; either
+    // waits until producing ends (expect()).
+    {
+        std::lock_guard lock(in_flight_mu_);
+        prune_in_flight();
+        in_flight_.push_back(tracker);
+    }
+    std::size_t produced = 0;
+    for (std::size_t i = 0; i < in.size() && !fatal_.load(); ++i) {
+        const auto m = in[i];
+        rd_kafka_topic_t* topic = topic_for(m, i, done);
+        if (topic == nullptr) continue;
+        const Produced r = produce(m, i, topic, *tracker, done);
+        if (r == Produced::yes) {
+            ++produced;
+        } else if (r == Produced::queue_full) {
+            // Waiting for room would hold a thread other routes share.
+            if (produced == 0) {
+                std::lock_guard lock(in_flight_mu_);
+                std::erase(in_flight_, tracker);  // nothing of it reached librdkafka
+                return sdk::Status::retry;
+            }
+            const std::string reason =
+                "librdkafka's local queue is full (queue.buffering.max.messages / "
+                "queue.buffering.max.kbytes): not produced";
+            for (std::size_t j = i; j < in.size(); ++j) done.reject(j, sdk::Status::retry, reason);
+            break;
+        }
+    }
+    tracker->expect(produced, std::move(done));
+    if (fatal_.load()) tracker->settle(Why::fatal);
+    return sdk::Status::ok;
+}
+
+void KafkaSink::settle_submitted(const kafka::DeliveryTracker& tracker, sdk::Completion& done,
+                                 Why why) {
+    if (why == Why::fatal || fatal_.load()) {
+        done.complete(sdk::Status::fatal, fatal_reason());
+        return;
+    }
+    const Summary summary = classify(tracker, why, done);
+    report_health(summary, tracker.size());
+    done.complete();
+}
+
+void KafkaSink::prune_in_flight() {
+    // Settled and fully reported: librdkafka holds no pointer into it any more.
+    std::erase_if(in_flight_, [](const auto& t) { return t->settled() && t->outstanding() == 0; });
+}
+
+std::vector<std::shared_ptr<kafka::DeliveryTracker>> KafkaSink::in_flight() {
+    std::lock_guard lock(in_flight_mu_);
+    prune_in_flight();
+    return in_flight_;
 }
 
 void KafkaSink::interrupt() {
     interrupted_.store(true);
-    std::lock_guard lock(tracker_mu_);
-    if (tracker_) tracker_->interrupt();
+    {
+        std::lock_guard lock(tracker_mu_);
+        if (tracker_) tracker_->interrupt();
+    }
+    // Outside in_flight_mu_: settling calls the host.
+    for (const auto& t : in_flight()) t->settle(Why::interrupted);
 }
 
 void KafkaSink::abandon_tracker() {
@@ -535,9 +619,14 @@ void KafkaSink::abandon_tracker() {
     tracker_ = std::make_shared<kafka::DeliveryTracker>();
 }
 
+std::string KafkaSink::fatal_reason() const {
+    std::lock_guard lock(fatal_mu_);
+    return fatal_reason_.empty() ? std::string("the Kafka producer failed fatally") : fatal_reason_;
+}
+
 void KafkaSink::fail_fatal() {
     std::string why = producer_ != nullptr ? producer_->fatal_reason() : std::string();
-    throw sdk::Fatal(why.empty() ? "the Kafka producer failed fatally" : why);
+    throw sdk::Fatal(why.empty() ? fatal_reason() : why);
 }
 
 void KafkaSink::set_health(sdk::Status state, const std::string& reason) {
@@ -552,12 +641,18 @@ void KafkaSink::on_brokers_down(const std::string& reason) {
 }
 
 void KafkaSink::on_fatal(const std::string& reason) {
+    {
+        // The producer's lock is held here: its fatal_reason() is out of reach.
+        std::lock_guard lock(fatal_mu_);
+        fatal_reason_ = reason;
+    }
     fatal_.store(true);
     {
         std::lock_guard lock(tracker_mu_);
         if (tracker_ != nullptr) tracker_->interrupt();
     }
     set_health(sdk::Status::fatal, reason);
+    for (const auto& t : in_flight()) t->settle(Why::fatal);
 }
 
 void KafkaSink::release_topics() {
@@ -569,9 +664,29 @@ void KafkaSink::release_topics() {
 void KafkaSink::stop(milliseconds deadline) {
     if (producer_ == nullptr) return;
     const auto end = Clock::now() + deadline;
-    // write() returns only when its batch is settled, so what this instance still has in
-    // flight is what a write gave up waiting for.
     std::size_t undelivered = 0;
+    // Submitted batches: their reports until the deadline (less what destroying the producer
+    // needs), then whatever is unconfirmed goes back as retry. No completion may follow stop().
+    std::vector<std::shared_ptr<kafka::DeliveryTracker>> batches;
+    {
+        std::lock_guard lock(in_flight_mu_);
+        batches.swap(in_flight_);
+    }
+    const auto settle_by = end - std::min(kDestroyReserve, deadline / 4);
+    for (const auto& t : batches) t->wait_settled(settle_by);
+    for (const auto& t : batches) {
+        t->settle(Why::stopped);
+        // Settling elsewhere (the poll thread, interrupt()) only calls the host, which does
+        // not block: this wait is short.
+        while (!t->wait_settled(Clock::now() + milliseconds(100))) {
+        }
+        if (const std::size_t n = t->outstanding(); n > 0) {
+            undelivered += n;
+            producer_->keep_until_destroyed(t);
+        }
+    }
+    // write() returns only when its batch is settled, so what this instance still has in
+    // flight from write() is what it gave up waiting for.
     for (const auto& t : abandoned_) {
         t->wait_until(end);
         if (const std::size_t n = t->outstanding(); n > 0) {

@@ -1,7 +1,8 @@
 // kafka-sink: produces each message to a Kafka topic with librdkafka and confirms a batch only
 // once Kafka acknowledged every message (delivery reports). Routes with the same cluster
-// settings share one producer (see producer_pool.hpp); each write() waits only for its own
-// messages (see delivery_tracker.hpp).
+// settings share one producer (see producer_pool.hpp); each batch tracks only its own messages
+// (see delivery_tracker.hpp). write() waits for its batch; submit() (pipelined delivery, ABI
+// 1.2) returns at once and the batch's last delivery report completes it.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
@@ -37,9 +38,17 @@ public:
 
     void start() override;
     sdk::Status write(const sdk::BatchView& in, sdk::Emitter& results) override;
+    /// Produces the batch and returns without waiting; its tracker completes `done` on the
+    /// producer's poll thread with the last delivery report. Status::retry when librdkafka's
+    /// local queue is full before anything of the batch was produced (a queue full midway
+    /// rejects the rest as retry). THREAD: the route's executor. May block: no.
+    sdk::Status submit(const sdk::BatchView& in, sdk::Completion done);
+    /// Waits for the batches in flight until the deadline, then settles the rest (unconfirmed
+    /// messages as retry): no completion comes after it returns.
     void stop(std::chrono::milliseconds deadline) override;
     /// THREAD: any host thread, while write() may run: ends its wait for delivery reports
-    /// (the route is stopping past its drain deadline); unconfirmed messages go back as retry.
+    /// (the route is stopping past its drain deadline) and settles every submitted batch in
+    /// flight at once; unconfirmed messages go back as retry.
     void interrupt();
 
     /// Test hooks: librdkafka producers alive in the process; characters replaced in topic
@@ -63,16 +72,37 @@ private:
     void on_brokers_down(const std::string& reason) override;
     void on_fatal(const std::string& reason) override;
 
-    rd_kafka_topic_t* topic_for(sdk::MessageView m, std::size_t index, sdk::Emitter& results);
+    // What producing one message came to.
+    enum class Produced { yes, rejected, queue_full, fatal };
+    // What a batch came to, for the route's health.
+    struct Summary {
+        std::size_t delivered = 0;
+        std::size_t retried = 0;
+        std::string retry_reason;
+    };
+    using Why = kafka::DeliveryTracker::Why;
+
+    // `Results` is where per-message rejects go: write()'s sdk::Emitter or submit()'s
+    // sdk::Completion, which take the same reject(index, status, reason).
+    template <class Results>
+    rd_kafka_topic_t* topic_for(sdk::MessageView m, std::size_t index, Results& results);
+    template <class Results>
+    Produced produce(sdk::MessageView m, std::size_t index, rd_kafka_topic_t* topic,
+                     kafka::DeliveryTracker& tracker, Results& results);
+    template <class Results>
+    Summary classify(const kafka::DeliveryTracker& tracker, Why why, Results& results) const;
+    void report_health(const Summary& summary, std::size_t batch_size);
+    void settle_submitted(const kafka::DeliveryTracker& tracker, sdk::Completion& done, Why why);
+    // Copies the list of submitted batches in flight (pruning settled ones first).
+    std::vector<std::shared_ptr<kafka::DeliveryTracker>> in_flight();
+    void prune_in_flight();  // in_flight_mu_ held
     rd_kafka_topic_t* topic_handle(const std::string& name);
     bool make_legal(std::string& name);
-    void produce(sdk::MessageView m, std::size_t index, rd_kafka_topic_t* topic,
-                 std::chrono::steady_clock::time_point give_up, sdk::Emitter& results,
-                 std::size_t& produced);
     rd_kafka_headers_t* headers_for(sdk::MessageView m) const;
     void set_health(sdk::Status state, const std::string& reason);
     void abandon_tracker();
     void release_topics();
+    std::string fatal_reason() const;
     [[noreturn]] void fail_fatal();
 
     // Configuration.
@@ -95,6 +125,13 @@ private:
     std::vector<std::shared_ptr<kafka::DeliveryTracker>> abandoned_;
     std::atomic<bool> fatal_{false};
     std::atomic<bool> interrupted_{false};  // interrupt() during the write() in progress
+    mutable std::mutex fatal_mu_;
+    std::string fatal_reason_;  // from on_fatal(), which runs under the producer's lock
+
+    // Submitted batches whose trackers have not settled, or still await late reports, in
+    // submission order. Guarded by in_flight_mu_; settling happens outside it.
+    std::mutex in_flight_mu_;
+    std::vector<std::shared_ptr<kafka::DeliveryTracker>> in_flight_;
 
     std::mutex health_mu_;
     sdk::Status health_ = sdk::Status::ok;

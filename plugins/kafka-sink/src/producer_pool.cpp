@@ -19,6 +19,11 @@ constexpr int kPollIntervalMs = 100;
 constexpr std::chrono::seconds kErrorQuietPeriod{60};
 // After a purge, how long to keep serving the purged messages' delivery reports.
 constexpr milliseconds kPurgeDrain{100};
+// Warm-up metadata fetch: long enough for a healthy cluster, not forever for one that is away
+// (librdkafka keeps trying in the background). Asked in slices, so that shutdown waits for the
+// metadata thread at most one slice.
+constexpr milliseconds kMetadataTimeout{2000};
+constexpr milliseconds kMetadataSlice{100};
 
 // librdkafka logs with syslog levels; a client library's "error" is mostly a broker it will
 // reconnect to, so only levels above it count as Sluice errors.
@@ -44,6 +49,10 @@ Registry& registry() {
 }
 
 }  // namespace
+
+std::string error_text(rd_kafka_resp_err_t err) {
+    return std::string(rd_kafka_err2str(err)) + " (" + rd_kafka_err2name(err) + ")";
+}
 
 std::atomic<std::size_t> Producer::live_{0};
 
@@ -108,13 +117,75 @@ void Producer::poll_loop() {
     while (!stopping_.load(std::memory_order_acquire)) rd_kafka_poll(rk_, kPollIntervalMs);
 }
 
+void Producer::warm_up(const std::string& topic) {
+    std::lock_guard lock(mu_);
+    if (stopping_.load(std::memory_order_acquire)) return;
+    warm_up_.push_back(topic);
+    if (!metadata_.joinable()) metadata_ = std::thread([this] { metadata_loop(); });
+    warm_up_cv_.notify_one();
+}
+
+void Producer::metadata_loop() {
+    const milliseconds budget =
+        std::min(kMetadataTimeout, milliseconds(settings_.delivery_timeout_ms));
+    std::unique_lock lock(mu_);
+    while (true) {
+        warm_up_cv_.wait(lock, [&] { return stopping_.load() || !warm_up_.empty(); });
+        if (stopping_.load()) return;
+        std::vector<std::string> topics;
+        topics.swap(warm_up_);
+        lock.unlock();
+        // Without a topic: the locally known topics, i.e. every topic a handle exists for, so
+        // one request serves all routes that registered meanwhile.
+        const rd_kafka_metadata_t* metadata = nullptr;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        const auto give_up = Clock::now() + budget;
+        while (!stopping_.load() && Clock::now() < give_up) {
+            const auto slice_end = Clock::now() + kMetadataSlice;
+            err = rd_kafka_metadata(rk_, 0, nullptr, &metadata,
+                                    static_cast<int>(kMetadataSlice.count()));
+            if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+            // Some failures return at once; wait out the slice rather than spin.
+            std::unique_lock pause(mu_);
+            warm_up_cv_.wait_until(pause, slice_end, [&] { return stopping_.load(); });
+        }
+        if (stopping_.load()) {
+            if (metadata != nullptr) rd_kafka_metadata_destroy(metadata);
+            return;
+        }
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            log(SLUICE_LOG_WARN,
+                "no metadata for topic '" + topics.front() + "'" +
+                    (topics.size() > 1 ? " and " + std::to_string(topics.size() - 1) + " more"
+                                       : std::string()) +
+                    " within " + std::to_string(budget.count()) + " ms (" + error_text(err) +
+                    "); producing anyway, librdkafka keeps trying");
+        } else {
+            for (int i = 0; i < metadata->topic_cnt; ++i) {
+                const auto& t = metadata->topics[i];
+                if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+                if (std::find(topics.begin(), topics.end(), t.topic) == topics.end()) continue;
+                log(SLUICE_LOG_WARN, "topic '" + std::string(t.topic) + "': " + error_text(t.err));
+            }
+            rd_kafka_metadata_destroy(metadata);
+        }
+        lock.lock();
+    }
+}
+
 std::size_t Producer::shutdown(milliseconds timeout) {
     if (shut_down_ || rk_ == nullptr) return 0;
     shut_down_ = true;
     const auto deadline = Clock::now() + timeout;
-    stopping_.store(true, std::memory_order_release);
+    {
+        // Under the lock: warm_up() starts no metadata thread after this.
+        std::lock_guard lock(mu_);
+        stopping_.store(true, std::memory_order_release);
+        warm_up_cv_.notify_all();
+    }
     rd_kafka_yield(rk_);
     if (poller_.joinable()) poller_.join();
+    if (metadata_.joinable()) metadata_.join();
     // From here this thread serves the delivery reports (flush polls).
     rd_kafka_flush(rk_, static_cast<int>(timeout.count()));
     const int left = rd_kafka_outq_len(rk_);

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,9 @@
 #include "delivery_tracker.hpp"
 
 namespace sluice::plugins::kafka {
+
+/// librdkafka's text for `err` with its name: "Local: Queue full (_QUEUE_FULL)".
+std::string error_text(rd_kafka_resp_err_t err);
 
 /// What a shared producer tells each of its users. THREAD: the producer's poll thread or a
 /// librdkafka thread; implementations must not block and must not call back into the pool.
@@ -58,6 +62,13 @@ public:
     void add_listener(ProducerListener* listener);
     void remove_listener(ProducerListener* listener);
 
+    /// Fetches metadata for `topic` (whose handle the caller created) soon, on the producer's
+    /// own metadata thread: without it librdkafka 2.0.2 holds the first messages to a new
+    /// topic for about a second, and asking on the caller's thread would hold a shared
+    /// executor thread while the cluster is away. Requests arriving together are served by one
+    /// metadata request for every topic the producer knows. THREAD: any. May block: no.
+    void warm_up(const std::string& topic);
+
     /// Keeps a tracker whose write() gave up waiting alive until librdkafka has reported
     /// every message it still holds, i.e. until this producer is destroyed.
     void keep_until_destroyed(std::shared_ptr<DeliveryTracker> tracker);
@@ -76,11 +87,13 @@ private:
     void log(sluice_log_level level, const std::string& message);
     bool log_enabled(sluice_log_level level) const;
     void poll_loop();
+    void metadata_loop();
 
     ClusterSettings settings_;
     std::string key_;
     rd_kafka_t* rk_ = nullptr;
     std::thread poller_;
+    std::thread metadata_;  // started with the first warm_up()
     std::atomic<bool> stopping_{false};
     std::atomic<bool> fatal_{false};
     bool shut_down_ = false;
@@ -89,6 +102,8 @@ private:
     std::string fatal_reason_;
     std::vector<ProducerListener*> listeners_;
     std::vector<std::shared_ptr<DeliveryTracker>> kept_;
+    std::vector<std::string> warm_up_;  // topics waiting for the metadata thread
+    std::condition_variable warm_up_cv_;
     rd_kafka_resp_err_t last_error_ = RD_KAFKA_RESP_ERR_NO_ERROR;
     std::chrono::steady_clock::time_point last_error_at_;
     // Logs during construction, before any listener exists.

@@ -13,6 +13,9 @@
 // its origin while the route's buffer is full; emit() then never waits.
 // Optional, transforms and sinks: `void interrupt()` (ABI 1.1), called from another thread to
 // end a process()/write() in progress early (a sink returns retry for what it could not confirm).
+// Optional, sinks: `Status submit(const BatchView&, Completion done)` (ABI 1.2), pipelined
+// delivery: take the batch, return at once, and finish `done` when the destination answered
+// (see Completion). write() stays mandatory: the host uses it for dead letters and older hosts.
 // Every exception thrown by plugin code is caught here and becomes a status with its message:
 // sdk::Retry -> SLUICE_RETRY, sdk::Fatal -> SLUICE_FATAL, anything else -> SLUICE_ERROR
 // (SLUICE_FATAL from create: an instance that cannot be built is not retried sooner).
@@ -21,13 +24,17 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "sluice/abi.h"
 #include "sluice/sdk/config.hpp"
@@ -127,6 +134,131 @@ private:
     int count_ = 0;
 };
 
+namespace detail {
+
+inline constexpr const char* kDroppedCompletion =
+    "the sink dropped the batch without completing it";
+
+// What a Completion and the submit() adapter share. The adapter keeps a reference so that a
+// submit() that throws or answers "retry" can disarm the Completion wherever it went: the ABI
+// allows no complete() for a batch that submit() did not take.
+struct CompletionState {
+    struct Reject {
+        std::size_t index;
+        Status status;
+        std::string reason;
+    };
+
+    CompletionState(const sluice_completion* d, std::uint64_t t) : done(d), token(t) {}
+
+    // Calls the host once; `mu` held. Reasons are copied by the host before it returns.
+    void complete_locked(Status status, const std::string& reason) {
+        std::vector<sluice_reject> list;
+        list.reserve(rejects.size());
+        for (const auto& r : rejects) {
+            list.push_back({r.index, static_cast<sluice_status>(r.status),
+                            r.reason.empty() ? nullptr : r.reason.c_str()});
+        }
+        settled = true;  // only now: nothing above may leave the batch marked but never sent
+        done->complete(done->ctx, token, static_cast<sluice_status>(status),
+                       reason.empty() ? nullptr : reason.c_str(), list.size(), list.data());
+        rejects.clear();
+    }
+
+    std::mutex mu;
+    const sluice_completion* done;
+    std::uint64_t token;
+    std::vector<Reject> rejects;
+    bool settled = false;   // completed, or disarmed by the adapter
+    bool in_submit = true;  // the submit() call that took it has not returned yet
+    bool dropped = false;   // destroyed without complete() while in_submit
+};
+
+}  // namespace detail
+
+/// The outcome of one batch a sink took with submit(): collect the messages that were not
+/// confirmed with reject(), then finish with complete(), once, when the destination answered.
+///
+/// THREAD: any, e.g. a client library's callback thread; one thread at a time uses a given
+/// Completion (moving it hands it over to another thread). It may also be completed inside
+/// submit() itself.
+/// OWNERSHIP: movable, not copyable; the host's completion table behind it stays valid until
+/// the instance's stop() returns, so every Completion must be finished (or destroyed) by then.
+/// A Completion destroyed without complete() completes its batch as Status::retry with a
+/// reason saying so, so a batch is never silently lost; a moved-from or finished one does
+/// nothing. If submit() throws or answers retry, its Completion is disarmed: complete() on it
+/// (or on what it was moved to) then does nothing, as the ABI wants no outcome for a batch that
+/// was not taken.
+/// May block: no; complete() only hands the outcome to the host.
+class Completion {
+public:
+    Completion() = default;
+    /// Made by SLUICE_MODULE's submit adapter, not by plugins.
+    explicit Completion(std::shared_ptr<detail::CompletionState> state)
+        : state_(std::move(state)) {}
+    Completion(Completion&&) noexcept = default;
+    Completion& operator=(Completion&& other) noexcept {
+        if (this != &other) {
+            abandon();
+            state_ = std::move(other.state_);
+        }
+        return *this;
+    }
+    Completion(const Completion&) = delete;
+    Completion& operator=(const Completion&) = delete;
+    ~Completion() { abandon(); }
+
+    /// Message `index` of the submitted batch was not confirmed: Status::retry sends it again,
+    /// Status::error hands it to the route's error policy. Reported with complete().
+    void reject(std::size_t index, Status status, std::string reason) {
+        if (!state_ || status == Status::ok) return;
+        std::lock_guard lock(state_->mu);
+        if (!state_->settled) state_->rejects.push_back({index, status, std::move(reason)});
+    }
+    void reject(std::size_t index, std::string reason) {
+        reject(index, Status::error, std::move(reason));
+    }
+
+    /// Settles the batch: Status::ok, every message not rejected is confirmed; retry, the
+    /// whole batch is sent again; error, every message goes to the error policy; fatal, the
+    /// instance is unusable. Calls the host exactly once; later calls do nothing.
+    void complete(Status status = Status::ok, std::string_view reason = {}) {
+        if (!state_) return;
+        {
+            std::lock_guard lock(state_->mu);
+            if (!state_->settled) state_->complete_locked(status, std::string(reason));
+        }
+        state_.reset();  // not before: should that throw, the destructor still completes it
+    }
+
+    /// True until complete() (or a move, or the adapter disarming it after submit()).
+    bool pending() const {
+        if (!state_) return false;
+        std::lock_guard lock(state_->mu);
+        return !state_->settled;
+    }
+
+private:
+    void abandon() noexcept {
+        if (!state_) return;
+        const auto state = std::move(state_);
+        try {
+            std::lock_guard lock(state->mu);
+            if (state->settled) return;
+            // Still inside submit(): the adapter decides after it returns (an exception may be
+            // unwinding through here, and then nothing may be completed).
+            if (state->in_submit) {
+                state->dropped = true;
+                return;
+            }
+            state->complete_locked(Status::retry, detail::kDroppedCompletion);
+        } catch (...) {  // out of memory for the reject list: nothing better to do here
+        }
+    }
+
+    std::shared_ptr<detail::CompletionState> state_;
+};
+
 /// A source produces messages from its own threads (or a client library's) through the emitter
 /// given to start(), until stop() returns.
 class Source {
@@ -149,6 +281,25 @@ public:
 
 /// A sink delivers messages; write() returns Status::ok only once the destination confirmed
 /// every message it did not reject.
+///
+/// Pipelined delivery (ABI 1.2, optional): a sink that also defines
+///
+///     Status submit(const BatchView& batch, Completion done);   // or void submit(...)
+///
+/// lets the host keep several batches of its route in flight. submit() sends the batch
+/// (copy what you keep: `batch` is valid only during the call) and returns without waiting;
+/// `done` is finished later, from any thread, with the per-message rejects (see Completion).
+/// Send batches in the order they were submitted. Returning Status::ok (or from a void
+/// submit(), returning) means the batch was taken; Status::retry or throwing sdk::Retry means
+/// "cannot take it now" (the host submits it again after a completion or a back-off, and `done`
+/// is disarmed); Status::error completes it as error (every message to the error policy);
+/// Status::fatal or any other exception fails the instance (FATAL with the message; `done` is
+/// disarmed). If `done` was already completed when submit() throws, the batch stays settled as
+/// completed and the failure is reported through Host::report_state(Status::fatal).
+/// THREAD: the route's executor (a shared thread pool), never two calls at once, never at the
+/// same time as write(). May block: no: answer retry instead of waiting for room.
+/// A sink's interrupt() then settles every batch in flight at once (unconfirmed messages as
+/// retry), and stop() finishes every Completion before it returns.
 class Sink {
 public:
     virtual ~Sink() = default;
@@ -209,6 +360,41 @@ template <class T>
 concept HasInterrupt = requires(T& t) {
     t.interrupt();
 };
+
+/// Sinks with `submit(const BatchView&, Completion)` deliver pipelined (ABI 1.2).
+template <class T>
+concept HasSubmit = requires(T& t, const BatchView& b, Completion c) {
+    t.submit(b, std::move(c));
+};
+
+// Turns what a submit() call ended with into the ABI's answer, consistently with what
+// happened to its Completion meanwhile (completed inside the call, dropped, or still out).
+inline sluice_status finish_submit(CompletionState& state, sluice_status returned,
+                                   sluice_error* error, const Host& host) {
+    std::lock_guard lock(state.mu);
+    state.in_submit = false;
+    switch (returned) {
+        case SLUICE_OK:
+            if (!state.settled && state.dropped) {
+                state.complete_locked(Status::retry, kDroppedCompletion);
+            }
+            return SLUICE_OK;
+        case SLUICE_ERROR:
+            if (!state.settled) state.complete_locked(Status::error, "submit() refused the batch");
+            return SLUICE_OK;
+        default:
+            break;
+    }
+    if (!state.settled) {
+        state.settled = true;  // disarmed: the host expects no outcome for this batch
+        return returned;
+    }
+    // Completed before the call gave up: the batch was taken after all.
+    if (returned == SLUICE_FATAL) {
+        host.report_state(Status::fatal, error != nullptr ? error->message : "submit() failed");
+    }
+    return SLUICE_OK;
+}
 
 template <class T>
 constexpr sluice_kind kind_of() {
@@ -278,6 +464,28 @@ const sluice_plugin_descriptor* descriptor() {
                                 inst->plugin->write(BatchView(*batch), emitter));
                         }
                     });
+                };
+            }
+            if constexpr (std::is_base_of_v<Sink, T> && HasSubmit<T>) {
+                d.submit = [](void* instance, const sluice_batch* batch, uint64_t token,
+                              const sluice_completion* done, sluice_error* error) {
+                    auto* inst = static_cast<Instance<T>*>(instance);
+                    std::shared_ptr<CompletionState> state;
+                    const sluice_status s = guarded(error, SLUICE_FATAL, [&] {
+                        state = std::make_shared<CompletionState>(done, token);
+                        Completion completion(state);
+                        using R = decltype(inst->plugin->submit(BatchView(*batch),
+                                                                std::move(completion)));
+                        if constexpr (std::is_void_v<R>) {
+                            inst->plugin->submit(BatchView(*batch), std::move(completion));
+                            return SLUICE_OK;
+                        } else {
+                            return static_cast<sluice_status>(
+                                inst->plugin->submit(BatchView(*batch), std::move(completion)));
+                        }
+                    });
+                    if (state == nullptr) return s;  // no Completion was ever made
+                    return finish_submit(*state, s, error, inst->host);
                 };
             }
             d.stop = [](void* instance, uint32_t deadline_ms, sluice_error* error) {

@@ -4,14 +4,21 @@
 //   sluice::sdk::testing::Harness<MyTransform> h({{"parse", "number"}});
 //   h.process({sluice::sdk::testing::message("sensors/t/1", "21.5")});
 //   REQUIRE(h.emitted().at(0).payload == R"({"value":21.5})");
+//
+// Pipelined sinks (submit, ABI 1.2):
+//   auto s = h.submit({message("t", "a")});             // s.status, s.token
+//   auto done = h.wait_completion(s.token);             // std::optional<Completed>
+//   REQUIRE(done && done->status == SLUICE_OK && done->rejects.empty());
 #ifndef SLUICE_SDK_TESTING_HPP
 #define SLUICE_SDK_TESTING_HPP
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -265,6 +272,106 @@ private:
     bool refuse_ = false;
 };
 
+/// One `complete` call as a host receives it.
+struct Completed {
+    sluice_status status;
+    std::string reason;
+    std::vector<Rejection> rejects;
+    std::thread::id thread;  // the thread that called complete
+};
+
+/// The sluice_completion a host hands to submit(): records every complete() by token and what
+/// a correct sink must never do (complete a batch twice, complete one submit() did not take,
+/// complete after stop() returned). Thread-safe; complete() never waits.
+class CaptureCompletion {
+public:
+    CaptureCompletion() {
+        c_.struct_size = sizeof c_;
+        c_.ctx = this;
+        c_.complete = [](void* ctx, std::uint64_t token, sluice_status status, const char* reason,
+                         std::size_t n_rejects, const sluice_reject* rejects) {
+            auto* self = static_cast<CaptureCompletion*>(ctx);
+            Completed done{status, reason ? reason : "", {}, std::this_thread::get_id()};
+            for (std::size_t i = 0; i < n_rejects; ++i) {
+                done.rejects.push_back({rejects[i].index, rejects[i].status,
+                                        rejects[i].reason ? rejects[i].reason : ""});
+            }
+            std::lock_guard lock(self->mu_);
+            if (self->closed_) ++self->late_;
+            auto it = self->taken_.find(token);
+            if (it == self->taken_.end()) {
+                ++self->unexpected_;
+            } else if (it->second) {
+                ++self->duplicates_;
+            } else {
+                it->second = true;
+                self->done_[token] = std::move(done);
+            }
+            self->cv_.notify_all();
+        };
+    }
+    CaptureCompletion(const CaptureCompletion&) = delete;
+    CaptureCompletion& operator=(const CaptureCompletion&) = delete;
+
+    const sluice_completion* get() const { return &c_; }
+
+    /// The host's side of submit(): a batch with `token` was taken (SLUICE_OK).
+    void taken(std::uint64_t token) {
+        std::lock_guard lock(mu_);
+        taken_.emplace(token, false);
+    }
+    /// submit() did not take `token` after all: a completion for it is unexpected.
+    void forget(std::uint64_t token) {
+        std::lock_guard lock(mu_);
+        if (auto it = taken_.find(token); it != taken_.end() && !it->second) taken_.erase(it);
+    }
+    /// From now on every complete() counts as late (the instance's stop() returned).
+    void close() {
+        std::lock_guard lock(mu_);
+        closed_ = true;
+    }
+
+    /// The first completion of `token`, waiting up to `timeout` for it.
+    std::optional<Completed> wait(std::uint64_t token, std::chrono::milliseconds timeout) const {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, timeout, [&] { return done_.count(token) != 0; });
+        const auto it = done_.find(token);
+        if (it == done_.end()) return std::nullopt;
+        return it->second;
+    }
+    std::optional<Completed> find(std::uint64_t token) const { return wait(token, {}); }
+    /// Taken batches not completed yet.
+    std::size_t pending() const {
+        std::lock_guard lock(mu_);
+        std::size_t n = 0;
+        for (const auto& [token, completed] : taken_) n += completed ? 0 : 1;
+        return n;
+    }
+    std::size_t duplicates() const {
+        std::lock_guard lock(mu_);
+        return duplicates_;
+    }
+    std::size_t unexpected() const {
+        std::lock_guard lock(mu_);
+        return unexpected_;
+    }
+    std::size_t late() const {
+        std::lock_guard lock(mu_);
+        return late_;
+    }
+
+private:
+    sluice_completion c_{};
+    mutable std::mutex mu_;
+    mutable std::condition_variable cv_;
+    std::map<std::uint64_t, bool> taken_;  // token -> completed
+    std::map<std::uint64_t, Completed> done_;
+    std::size_t duplicates_ = 0;
+    std::size_t unexpected_ = 0;
+    std::size_t late_ = 0;
+    bool closed_ = false;
+};
+
 /// A message for tests.
 inline OwnedMessage message(std::string topic, std::string payload) {
     OwnedMessage m;
@@ -314,6 +421,7 @@ public:
         stopped_ = true;
         sluice_error err{};
         const auto s = d_->stop(instance_, static_cast<std::uint32_t>(deadline.count()), &err);
+        completions_.close();
         last_error_ = err.message;
         return s;
     }
@@ -350,6 +458,40 @@ public:
         return s;
     }
 
+    /// Sinks with submit() (ABI 1.2): what one submit call answered; `token` identifies its
+    /// completion (1, 2, ... in submission order).
+    struct Submitted {
+        sluice_status status;
+        std::uint64_t token;
+        std::string error;  // set when status is not SLUICE_OK
+    };
+    static bool can_submit() { return detail::descriptor<T>()->submit != nullptr; }
+
+    /// Submits one batch as the host does (throws std::logic_error when the plugin has no
+    /// submit). A batch taken (SLUICE_OK) is completed later: wait_completion(token).
+    Submitted submit(const std::vector<OwnedMessage>& batch) {
+        if (d_->submit == nullptr) throw std::logic_error("the plugin does not implement submit");
+        std::vector<std::vector<sluice_header>> headers(batch.size());
+        std::vector<sluice_message> views;
+        for (std::size_t i = 0; i < batch.size(); ++i) views.push_back(batch[i].view(headers[i]));
+        const sluice_batch b{sizeof(sluice_batch), sizeof(sluice_message), views.size(),
+                             views.data()};
+        const std::uint64_t token = ++next_token_;
+        sluice_error err{};
+        // Recorded before the call: the plugin may complete from inside submit.
+        completions_.taken(token);
+        const auto s = d_->submit(instance_, &b, token, completions_.get(), &err);
+        if (s != SLUICE_OK) completions_.forget(token);
+        return {s, token, s == SLUICE_OK ? std::string() : std::string(err.message)};
+    }
+    /// The completion of the batch submitted with `token`, waiting up to `timeout`.
+    std::optional<Completed> wait_completion(
+        std::uint64_t token, std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+        return completions_.wait(token, timeout);
+    }
+    /// Every complete() the instance made, and its mistakes (duplicates, late, unexpected).
+    const CaptureCompletion& completions() const { return completions_; }
+
     std::vector<OwnedMessage> emitted() const { return out_.messages(); }
     std::vector<Rejection> rejections() const { return out_.rejections(); }
     CaptureEmitter& output() { return out_; }
@@ -362,6 +504,8 @@ private:
     const sluice_plugin_descriptor* d_;
     FakeHost host_;
     CaptureEmitter out_;
+    CaptureCompletion completions_;
+    std::uint64_t next_token_ = 0;
     ConfigBuilder config_;
     void* instance_ = nullptr;
     bool stopped_ = false;
