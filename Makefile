@@ -1,7 +1,7 @@
 # Entry points for people and CI. Everything below installs what it needs first.
 #   make demo   - the occupancy demo: data set -> MQTT -> sluice -> Kafka, end to end
 #   make test   - build (debug and ASan+UBSan) and run the whole test suite
-.PHONY: deps build build-asan build-release test test-dev test-asan test-fresh demo demo-file demo-device bench docs clean
+.PHONY: deps build build-asan build-release test test-dev test-asan test-fresh demo demo-file demo-device bench bench-scale docs clean
 
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_FLAGS := -DSLUICE_WERROR=$(WERROR)
@@ -49,6 +49,12 @@ demo-device: build
 bench: build-release
 	build/release/tools/bench/sluice-bench-json-transform
 	/usr/bin/python3 tools/bench/e2e_bench.py --build build/release --repeat 3
+
+# Scale benchmark (figures, not a test; minutes, and thousands of connections): a few, 1,000 idle
+# and 10,000 busy routes in one process; subscription time, RSS, threads, idle CPU, bytes per
+# route, delivery, SIGTERM. See docs/benchmarks.md. SCALE_BENCH_ARGS adds options.
+bench-scale: build-release
+	/usr/bin/python3 tools/bench/scale_bench.py --build build/release --json build/release/scale-bench.json $(SCALE_BENCH_ARGS)
 
 # Regenerates each shipped plugin's README.md from its config spec, and the route options page.
 docs: build

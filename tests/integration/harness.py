@@ -4,6 +4,7 @@ cluster), the `sluice` binary and the replay tool, plus an independent Kafka rea
 import getpass
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -41,6 +42,42 @@ def wait_for(condition, timeout, what):
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
+def raise_nofile(limit):
+    """A preexec_fn that raises the child's open-file limit (RLIMIT_NOFILE) to `limit`, soft and
+    hard: hundreds or thousands of MQTT connections need more than the usual 1024. Raising the
+    hard limit needs root (or CAP_SYS_RESOURCE); otherwise the soft limit goes up to the hard."""
+    def apply():
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft >= limit:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(limit, hard)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+    return None if limit is None else apply
+
+
+def proc_status(pid):
+    """/proc/<pid>/status as a dict of its fields (values as text, e.g. 'Threads': '12')."""
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def threads_of(pid):
+    return int(proc_status(pid)["Threads"].strip())
+
+
+def rss_bytes(pid):
+    return int(proc_status(pid)["VmRSS"].split()[0]) * 1024
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process, all its threads (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_process(p, timeout=15):
     if p is None or p.poll() is not None:
         return p.returncode if p else None
@@ -55,14 +92,17 @@ def stop_process(p, timeout=15):
 
 class Mosquitto:
     """A real mosquitto on a free loopback port. Queues are raised for loss-counting tests:
-    the default max_queued_messages (1000) silently drops QoS 1 messages for slow clients."""
+    the default max_queued_messages (1000) silently drops QoS 1 messages for slow clients.
+    `extra`: more config lines (a later line of a setting overrides an earlier one); `nofile`:
+    the broker's open-file limit, for tests with many connections (see raise_nofile)."""
 
-    def __init__(self, workdir, port=None, tls=None, extra=()):
+    def __init__(self, workdir, port=None, tls=None, extra=(), nofile=None):
         require("mosquitto", "mosquitto")
         self.port = port or free_port()
         self.workdir = Path(workdir)
         self.tls = tls
         self.extra = list(extra)
+        self.nofile = nofile
         self.proc = None
 
     @property
@@ -80,7 +120,8 @@ class Mosquitto:
                       f"keyfile {self.tls['key']}"]
         conf.write_text("\n".join(lines + self.extra) + "\n")
         log = open(self.workdir / f"mosquitto-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=log,
+                                     preexec_fn=raise_nofile(self.nofile))
 
         def accepting():
             if self.proc.poll() is not None:
@@ -176,11 +217,13 @@ RUNNING = []  # every Sluice started; conftest stops what a failing test left ru
 
 
 class Sluice:
-    """The real binary with manifests written to a temporary directory."""
+    """The real binary with manifests written to a temporary directory. `nofile`: its
+    open-file limit (see raise_nofile), for many routes."""
 
-    def __init__(self, workdir, env=None):
+    def __init__(self, workdir, env=None, nofile=None):
         self.workdir = Path(workdir)
         self.env = dict(os.environ, **(env or {}))
+        self.nofile = nofile
         self.proc = None
         self.log_path = self.workdir / "sluice.log"
 
@@ -189,7 +232,8 @@ class Sluice:
         for p in route_paths:
             args += ["--routes", str(p)]
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=self.env)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=self.env,
+                                     preexec_fn=raise_nofile(self.nofile))
         RUNNING.append(self.proc)
         if wait_routes:
             self.wait_subscribed(wait_routes)

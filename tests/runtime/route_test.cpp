@@ -550,10 +550,11 @@ sink: {async-sink: {delay_ms: 20, file: "${DIR}/out", max_in_flight_seen_file: "
     const auto got = seqs(dir / "out");
     REQUIRE(got.size() == 5000);
     for (long i = 0; i < 5000; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
-    // The window was used, and never exceeded.
+    // The window was used, and never exceeded (the fixture counts a batch until just after its
+    // completion returned, by which time the route may have sent the next one: one more).
     CHECK(number_in(dir / "seen") > 1);
-    CHECK(number_in(dir / "seen") <= 4);
-    const auto& s = find(sup.status(), "piped");
+    CHECK(number_in(dir / "seen") <= 5);
+    const auto s = find(sup.status(), "piped");
     CHECK(s.delivered == 5000);
     CHECK(s.in_flight == 0);
 }
@@ -585,7 +586,7 @@ sink: {async-sink: {delay_ms: 2, retry_every: 7, file: "${DIR}/out"}}
         REQUIRE(last[i] >= 0);
         if (i > 0) REQUIRE(last[i] > last[i - 1]);
     }
-    const auto& s = find(sup.status(), "goback");
+    const auto s = find(sup.status(), "goback");
     CHECK(s.delivered == 3000);
     CHECK(s.retries > 0);
     CHECK(got.size() > 3000);  // the go-back resent confirmed messages too
@@ -605,7 +606,7 @@ sink: {async-sink: {delay_ms: 300, file: "${DIR}/out"}}
     }
     REQUIRE(wait_until([&] { return find(sup.status(), "drain").in_flight > 1; }));
     sup.stop_all();
-    const auto& s = find(sup.status(), "drain");
+    const auto s = find(sup.status(), "drain");
     CHECK(s.state == sluice::RouteState::stopped);
     CHECK(s.undelivered == 0);
     CHECK(s.in_flight == 0);

@@ -25,6 +25,10 @@ topic, keyed by node, with the occupancy manifests' json-transform), sluice-6 (t
 manifests/occupancy routes with fixed client ids, written to a temp dir), and sluice-1-disk /
 sluice-6-disk (the same with `buffer: {type: disk, fsync: never}`: what the durable spool costs).
 
+--baseline-build DIR runs every Sluice scenario a second time with another build's binaries
+(e.g. of an earlier commit) as <scenario>@base, right after it in each repetition: a change to
+the runtime is then a ratio measured in the same run ("one busy route drains 2x faster").
+
 --live instead keeps the subscriber connected and publishes at max pace: end-to-end throughput
 and the subscriber's CPU per message (expected to be capped by the publisher).
 
@@ -622,7 +626,7 @@ def summarise(runs, scenarios):
         table[sc] = row
     if "ceiling" in table:
         ceiling = {r["run"]: r["msgs_per_s"] for r in runs if r["scenario"] == "ceiling"}
-        for sc in SCENARIOS[1:]:
+        for sc in [s for s in table if s != "ceiling"]:
             if sc in table:
                 table[sc]["ratio_vs_ceiling"] = (table[sc]["msgs_per_s"] /
                                                  table["ceiling"]["msgs_per_s"])
@@ -641,7 +645,7 @@ def print_table(table, args, n):
     kafka = "mock Kafka as is (Nagle on)" if args.kafka_nagle else "mock Kafka with TCP_NODELAY"
     print(f"\nEnd-to-end, {mode}: {n} QoS 1 messages, MQTT {args.mqtt_version}, {kafka}, "
           f"median of {args.repeat} run(s)")
-    header = (f"{'scenario':13} {'msg/s':>9} {'ratio':>6} {'paired':>6} {'us CPU/msg':>11} "
+    header = (f"{'scenario':18} {'msg/s':>9} {'ratio':>6} {'paired':>6} {'us CPU/msg':>11} "
               f"{'mosq us/msg':>12} {'kafka us/msg':>13} {'time s':>7}  all msg/s")
     if args.live:
         header += "   publisher us/msg"
@@ -651,7 +655,7 @@ def print_table(table, args, n):
             if sc == "ceiling" else "-"
         kafka = f"{row['kafka_cpu_us_per_msg']:.1f}" if "kafka_cpu_us_per_msg" in row else "-"
         paired = f"{row['paired_ratio']:.2f}" if "paired_ratio" in row else "-"
-        line = (f"{sc:13} {row['msgs_per_s']:9.0f} {ratio:>6} {paired:>6} "
+        line = (f"{sc:18} {row['msgs_per_s']:9.0f} {ratio:>6} {paired:>6} "
                 f"{row['cpu_us_per_msg']:11.1f} "
                 f"{row['mosquitto_cpu_us_per_msg']:12.1f} {kafka:>13} {row['drain_s']:7.2f}  "
                 + " ".join(f"{v:.0f}" for v in row["msgs_per_s_all"]))
@@ -660,6 +664,14 @@ def print_table(table, args, n):
         print(line)
     print("ratio: median sluice msg/s / median ceiling msg/s; paired: median of each "
           "repetition's own sluice/ceiling ratio")
+    for sc, row in table.items():
+        base = table.get(f"{sc}@base")
+        if base:
+            paired = [r for r in zip(row["msgs_per_s_all"], base["msgs_per_s_all"])]
+            cpu = base["cpu_us_per_msg"] / row["cpu_us_per_msg"]
+            print(f"{sc}: {row['msgs_per_s'] / base['msgs_per_s']:.2f}x the msg/s of "
+                  f"{sc}@base (--baseline-build), {cpu:.2f}x less CPU per message; "
+                  "per repetition: " + " ".join(f"{a / b:.2f}" for a, b in paired))
     pub = [row for row in table.values() if "publish_us_per_msg" in row]
     if pub:
         print(f"publishing the backlog (sluice-replay --pace max --qos 1, nobody subscribed): "
@@ -699,6 +711,10 @@ def main():
                              "draining a backlog")
     parser.add_argument("--timeout", type=float, default=300,
                         help="bound on each publish and each drain, seconds (default 300)")
+    parser.add_argument("--baseline-build", metavar="DIR",
+                        help="another build (e.g. of an earlier commit): each Sluice scenario "
+                             "also runs with its binaries as <scenario>@base, interleaved in "
+                             "the same run, so that a change is measured as a ratio")
     parser.add_argument("--json", help="write every run and the summary to this file")
     parser.add_argument("--keep", action="store_true", help="keep the logs' temp directory")
     args = parser.parse_args()
@@ -707,11 +723,17 @@ def main():
     for s in scenarios:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s!r} (known: {', '.join(SCENARIOS)})")
+    if args.baseline_build:
+        args.baseline_build = os.path.abspath(args.baseline_build)
+        scenarios = [x for s in scenarios for x in ([s] if s == "ceiling" else [s, f"{s}@base"])]
     rows = args.rows if args.rows else (-(-args.messages // MSGS_PER_ROW) if args.messages
                                         else None)
     needed = [os.path.join(args.build, p) for p in
               ("sluice", "tools/replay/sluice-replay", "tools/devkafka/sluice-devkafka",
                "tools/bench/sluice-bench-subscriber")]
+    if args.baseline_build:
+        needed += [os.path.join(args.baseline_build, p) for p in
+                   ("sluice", "tools/replay/sluice-replay", "tools/devkafka/sluice-devkafka")]
     missing = [p for p in needed if not os.access(p, os.R_OK)]
     if missing or not shutil.which("mosquitto") or not os.path.exists(DATA):
         parser.error("missing: " + ", ".join(missing + ([] if shutil.which("mosquitto") else
@@ -732,7 +754,13 @@ def main():
                 os.makedirs(workdir)
                 log(f"run {k + 1}/{args.repeat} {sc} ...")
                 try:
-                    r = run_once(args, sc, rows, workdir)
+                    if sc.endswith("@base"):
+                        r = run_once(argparse.Namespace(**dict(vars(args),
+                                                               build=args.baseline_build)),
+                                     sc[:-len("@base")], rows, workdir)
+                        r["scenario"] = sc
+                    else:
+                        r = run_once(args, sc, rows, workdir)
                 except BenchError as e:
                     failures.append({"scenario": sc, "run": k + 1, "error": str(e),
                                      "logs": workdir})

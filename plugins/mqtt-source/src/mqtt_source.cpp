@@ -17,15 +17,12 @@ using std::chrono::milliseconds;
 // over, the broker refuses us right after CONNACK) keeps growing the back-off, so that such a
 // loop costs one attempt per reconnect_max_ms instead of one per reconnect_min_ms.
 constexpr auto kStableConnection = std::chrono::seconds(10);
-// Slice in which waits on paho tokens check for stop().
-constexpr auto kWaitSlice = milliseconds(50);
 // At most one warning per this interval about messages the route did not take.
 constexpr auto kDropLogInterval = std::chrono::seconds(10);
-// How often the connection thread, while it waits, looks for drops to log: the callback thread
-// does not log, nor wake anyone (that would take a lock the waiting thread contends for).
-constexpr auto kHousekeeping = milliseconds(500);
 // A disconnect is a single packet; only a dead connection takes longer.
 constexpr auto kDisconnectLimit = std::chrono::seconds(5);
+// Closing a connection whose subscriptions failed: nothing is waited for on it.
+constexpr auto kCloseLimit = std::chrono::seconds(1);
 
 constexpr std::string_view kHeaderTopic = "mqtt.topic";
 constexpr std::string_view kHeaderQos = "mqtt.qos";
@@ -48,6 +45,16 @@ std::string describe(const ::mqtt::exception& e) {
         text += " (broker: " + reason_text(code) + ")";
     }
     return text;
+}
+
+// Whether paho is done with `token`, failed or not. Never waits (but for the token's own lock,
+// which paho holds only to record the outcome).
+bool completed(::mqtt::token& token) {
+    try {
+        return token.try_wait();
+    } catch (const ::mqtt::exception&) {
+        return true;  // completed with a failure
+    }
 }
 
 std::string millis(milliseconds d) {
@@ -211,7 +218,9 @@ void MqttSource::validate(const sdk::Config& config, sdk::Diagnostics& diag) {
 }
 
 MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
-    : settings_(mqtt_source::read_settings(config, mqtt_source::local_hostname())), host_(host) {
+    : settings_(mqtt_source::read_settings(config, mqtt_source::local_hostname())),
+      host_(host),
+      driver_(mqtt_source::ConnectionDriver::acquire()) {
     for (const auto& [key, file] :
          {std::pair{"ca_file", &settings_.ca_file}, std::pair{"cert_file", &settings_.cert_file},
           std::pair{"key_file", &settings_.key_file}}) {
@@ -295,6 +304,8 @@ MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
         }
         on_connection_lost(why);
     });
+    // Last: nothing above may throw with the instance registered.
+    id_ = driver_->add(*this);
 }
 
 MqttSource::~MqttSource() {
@@ -325,7 +336,10 @@ void MqttSource::start(sdk::Emitter out) {
         topics + " at QoS " + std::to_string(settings_.qos) +
         (max_packet != 0 ? ", maximum packet size " + std::to_string(max_packet) + " bytes" : ""));
     started_ = true;
-    thread_ = std::thread([this] { run(); });
+    // Nothing wakes this instance before start(): the driver sees run_ only after this wake.
+    run_ = run();
+    resume_ = run_.handle();
+    wake();
 }
 
 void MqttSource::stop(milliseconds deadline) {
@@ -337,21 +351,38 @@ void MqttSource::stop(milliseconds deadline) {
         // Under mu_ as well: run() reads it right after a wait on mu_ saw stopping_.
         stop_requested_ = true;
     }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    // From here on the driver never runs this instance again (it waits only if it runs it
+    // right now), and paho's wakes go nowhere: what run() left under way is finished here.
+    driver_->remove(id_);
+    waiter_ = nullptr;
+    resume_ = {};
+    run_.reset();
     if (!started_) return;
+    const auto remaining = [&] {
+        return std::max(std::chrono::duration_cast<milliseconds>(until - Clock::now()),
+                        milliseconds(0));
+    };
 
+    // A connect still under way ends first: paho cannot disconnect a client that is still
+    // connecting, and one that connected after the DISCONNECT below would deliver to a route
+    // that takes nothing any more. A broker that does not answer at all sends nothing either.
+    if (pending_) {
+        try {
+            pending_->wait_for(remaining());
+        } catch (const ::mqtt::exception&) {
+            // Failed: nothing to close.
+        }
+        pending_.reset();
+    }
     // Disconnect before refusing messages: paho has acknowledged every message it hands to the
     // callback, so one refused now would be lost. Once the disconnect completes nothing more
     // arrives. MQTT 5: the DISCONNECT carries no Session Expiry Interval, so the one given at
     // connect applies and the broker keeps the session.
     try {
-        const auto remaining = std::max(
-            std::chrono::duration_cast<milliseconds>(until - Clock::now()), milliseconds(0));
         auto token = client_->disconnect(::mqtt::disconnect_options(0));
-        token->wait_for(remaining);
+        token->wait_for(remaining());
     } catch (const ::mqtt::exception& e) {
-        // Not connected (broker down, connect in progress): nothing to close.
+        // Not connected (broker down, connect failed): nothing to close.
         host_.debug("disconnect: " + describe(e));
     }
 
@@ -373,17 +404,60 @@ void MqttSource::stop(milliseconds deadline) {
 }
 
 template <class Done>
-bool MqttSource::idle(Clock::time_point until, Done done) {
-    std::unique_lock lock(mu_);
-    while (!done()) {
-        const auto now = Clock::now();
-        if (now >= until) return false;
-        cv_.wait_until(lock, until - now > kHousekeeping ? now + kHousekeeping : until);
-        lock.unlock();
-        housekeeping();
-        lock.lock();
+class MqttSource::Idle final : public MqttSource::Waiter {
+public:
+    Idle(MqttSource& source, Clock::time_point deadline, Done done)
+        : Waiter(deadline), source_(source), done_(std::move(done)) {}
+
+    bool ready() override {
+        {
+            std::lock_guard lock(source_.mu_);
+            if (done_()) return result_ = true;
+        }
+        return Clock::now() >= until;
     }
-    return true;
+    bool await_ready() { return ready(); }
+    void await_suspend(std::coroutine_handle<> resume) { source_.suspend(resume, *this); }
+    bool await_resume() const { return result_; }
+
+private:
+    MqttSource& source_;
+    Done done_;
+    bool result_ = false;
+};
+
+template <class Done>
+MqttSource::Idle<Done> MqttSource::idle(Clock::time_point until, Done done) {
+    return Idle<Done>(*this, until, std::move(done));
+}
+
+void MqttSource::suspend(std::coroutine_handle<> resume, Waiter& waiter) {
+    resume_ = resume;
+    waiter_ = &waiter;
+    arm(waiter.until);
+}
+
+void MqttSource::arm(Clock::time_point until) {
+    driver_->wake_at(id_, std::min(until, drops_due()));
+}
+
+void MqttSource::on_wake() {
+    try {
+        housekeeping();
+        if (!resume_) return;  // not started, or run() ended
+        if (waiter_ != nullptr && !waiter_->ready()) {
+            arm(waiter_->until);
+            return;
+        }
+        waiter_ = nullptr;
+        std::exchange(resume_, {}).resume();
+        if (run_.done()) run_.rethrow_if_failed();
+    } catch (const std::exception& e) {
+        // Only a bug or a lack of memory gets here: the route is restarted.
+        const std::string message = std::string("the connection handling failed: ") + e.what();
+        host_.error(message);
+        host_.report_state(sdk::Status::fatal, message);
+    }
 }
 
 void MqttSource::housekeeping() {
@@ -394,11 +468,12 @@ void MqttSource::housekeeping() {
     }
     if (warn_hold) {
         // Asked when the route's buffer is full, or when the route stops.
-        host_.warn("asked to hold back its input, but this source cannot hold back at the "
-                   "broker " +
-                   cannot_hold_ +
-                   " (the broker would drop what it sends meanwhile, uncounted): it keeps "
-                   "receiving until it stops; the route's buffer headroom and when_full apply");
+        host_.warn(
+            "asked to hold back its input, but this source cannot hold back at the "
+            "broker " +
+            cannot_hold_ +
+            " (the broker would drop what it sends meanwhile, uncounted): it keeps "
+            "receiving until it stops; the route's buffer headroom and when_full apply");
     }
     log_drops();
 }
@@ -408,16 +483,19 @@ void MqttSource::hold_input(bool hold) {
         std::lock_guard lock(mu_);
         hold_ = hold;
     }
-    cv_.notify_all();
+    wake();
 }
 
-void MqttSource::run() {
+MqttSource::Task<void> MqttSource::run() {
     auto backoff = settings_.reconnect_min;
     std::string last_failure;
     // We left a session at the broker for a hold: it should be there when we come back.
     bool left_session = false;
     while (!stop_requested_) {
-        if (hold_due() && !hold_while_requested()) break;
+        if (hold_due()) {
+            const bool resumed = co_await hold_while_requested();
+            if (!resumed) break;
+        }
         {
             std::lock_guard lock(mu_);
             lost_ = false;
@@ -425,7 +503,7 @@ void MqttSource::run() {
         }
         bool session_present = false;
         std::string server;
-        const std::string failure = connect_once(session_present, server);
+        const std::string failure = co_await connect_once(session_present, server);
         if (stop_requested_) break;
         if (!failure.empty()) {
             const std::string message =
@@ -438,7 +516,8 @@ void MqttSource::run() {
             }
             last_failure = message;
             host_.report_state(sdk::Status::retry, message);
-            if (!pause(backoff)) break;
+            const bool go_on = co_await pause(backoff);
+            if (!go_on) break;
             backoff = std::min(backoff * 2, settings_.reconnect_max);
             continue;
         }
@@ -453,10 +532,10 @@ void MqttSource::run() {
                 "e.g. mosquitto persistent_client_expiration)");
         }
         left_session = false;
-        const Subscription sub = subscribe_all(session_present);
+        const Subscription sub = co_await subscribe_all(session_present);
         if (stop_requested_) break;
         if (sub.held) {
-            disconnect_for_hold();
+            co_await disconnect(kDisconnectLimit);
             left_session = true;
             continue;
         }
@@ -468,20 +547,18 @@ void MqttSource::run() {
             host_.error(sub.error);
             host_.report_state(sdk::Status::retry, sub.error);
             if (sub.reconnect) {
-                try {
-                    client_->disconnect(::mqtt::disconnect_options(0))->wait_for(kWaitSlice * 20);
-                } catch (const ::mqtt::exception&) {
-                }
+                co_await disconnect(kCloseLimit);
+                if (stop_requested_) break;
                 std::lock_guard lock(mu_);
                 lost_ = true;
                 lost_reason_ = sub.error;
             }
         }
 
-        const Wake wake = wait_connected();
+        const Wake wake = co_await wait_connected();
         if (wake == Wake::stop) break;
         if (wake == Wake::hold) {
-            disconnect_for_hold();
+            co_await disconnect(kDisconnectLimit);
             left_session = true;
             continue;
         }
@@ -494,14 +571,15 @@ void MqttSource::run() {
         host_.warn(message + "; reconnecting");
         host_.report_state(sdk::Status::retry, message);
         if (Clock::now() - connected_at >= kStableConnection) backoff = settings_.reconnect_min;
-        if (!pause(backoff)) break;
+        const bool go_on = co_await pause(backoff);
+        if (!go_on) break;
         backoff = std::min(backoff * 2, settings_.reconnect_max);
     }
 }
 
-MqttSource::Wake MqttSource::wait_connected() {
+MqttSource::Task<MqttSource::Wake> MqttSource::wait_connected() {
     Wake wake = Wake::stop;
-    idle(Clock::time_point::max(), [&] {
+    co_await idle(Clock::time_point::max(), [&] {
         // A lost connection before a hold: its warning says more than "holding back" would.
         if (stopping_) {
             wake = Wake::stop;
@@ -514,29 +592,43 @@ MqttSource::Wake MqttSource::wait_connected() {
         }
         return true;
     });
-    return wake;
+    co_return wake;
 }
 
-bool MqttSource::hold_while_requested() {
+MqttSource::Task<bool> MqttSource::hold_while_requested() {
     host_.info(
         "holding back: the route's buffer is full; staying disconnected until it has room "
         "(the broker keeps the session and queues QoS 1 and 2 messages meanwhile)");
     host_.report_state(sdk::Status::retry, "holding back: the route's buffer is full");
-    idle(Clock::time_point::max(), [this] { return stopping_ || !hold_; });
-    if (stop_requested_) return false;
+    co_await idle(Clock::time_point::max(), [this] { return stopping_ || !hold_; });
+    if (stop_requested_) co_return false;
     host_.info("the route has room again: reconnecting to resume the session");
-    return true;
+    co_return true;
 }
 
-void MqttSource::disconnect_for_hold() {
+MqttSource::Task<void> MqttSource::disconnect(milliseconds limit) {
     // MQTT 5: a DISCONNECT without Session Expiry Interval keeps the one given at connect, so the
     // broker keeps the session and queues for it.
+    std::string failure;
+    ::mqtt::token_ptr token;
     try {
-        wait(client_->disconnect(::mqtt::disconnect_options(0)), kDisconnectLimit);
+        token = client_->disconnect(0, nullptr, waker_);
     } catch (const ::mqtt::exception& e) {
         // Already gone (the broker closed it meanwhile): nothing to close.
-        host_.debug("disconnect: " + describe(e));
+        failure = describe(e);
     }
+    if (token) {
+        pending_ = token;
+        co_await idle(Clock::now() + limit, [&] { return stopping_ || completed(*token); });
+        if (stop_requested_) co_return;  // stop() lets pending_ end
+        pending_.reset();
+        try {
+            if (completed(*token)) token->wait();
+        } catch (const ::mqtt::exception& e) {
+            failure = describe(e);
+        }
+    }
+    if (!failure.empty()) host_.debug("disconnect: " + failure);
 }
 
 bool MqttSource::hold_due() {
@@ -544,44 +636,71 @@ bool MqttSource::hold_due() {
     return holding();
 }
 
-std::string MqttSource::connect_once(bool& session_present, std::string& server) {
+MqttSource::Task<std::string> MqttSource::connect_once(bool& session_present, std::string& server) {
+    // Thousands of routes that start together reach their brokers as a paced stream (see
+    // connect_pacer.hpp).
+    driver_->request_connect(id_, settings_.url_list());
+    co_await idle(Clock::time_point::max(),
+                  [this] { return stopping_ || driver_->connect_granted(id_); });
+    if (stop_requested_) co_return "stopping";  // stop() withdraws the request
+
+    std::string failure;
+    ::mqtt::token_ptr token;
     try {
-        auto token = client_->connect(connect_options_);
-        // paho enforces connect_timeout_s per url; this only guards against a hang.
-        const auto limit = std::chrono::seconds(settings_.connect_timeout_s) *
-                               static_cast<int>(settings_.urls.size()) +
-                           std::chrono::seconds(5);
-        if (!wait(token, std::chrono::duration_cast<milliseconds>(limit))) {
-            if (stop_requested_) return "stopping";
-            try {
-                client_->disconnect(::mqtt::disconnect_options(0));
-            } catch (const ::mqtt::exception&) {
-            }
-            return "no answer within " + millis(std::chrono::duration_cast<milliseconds>(limit));
+        token = client_->connect(connect_options_, nullptr, waker_);
+    } catch (const ::mqtt::exception& e) {
+        failure = connect_failure(e);
+    }
+    if (!token) {
+        driver_->connect_finished(id_);
+        co_return failure;
+    }
+    pending_ = token;
+    // paho enforces connect_timeout_s per url; this only guards against a hang.
+    const auto limit =
+        std::chrono::duration_cast<milliseconds>(std::chrono::seconds(settings_.connect_timeout_s) *
+                                                     static_cast<int>(settings_.urls.size()) +
+                                                 std::chrono::seconds(5));
+    const bool answered =
+        co_await idle(Clock::now() + limit, [&] { return stopping_ || completed(*token); });
+    driver_->connect_finished(id_);
+    if (stop_requested_) co_return "stopping";  // stop() lets pending_ end
+    pending_.reset();
+    if (!answered) {
+        try {
+            client_->disconnect(::mqtt::disconnect_options(0));
+        } catch (const ::mqtt::exception&) {
         }
-        const auto response = token->get_connect_response();
+        co_return "no answer within " + millis(limit);
+    }
+    try {
+        const auto response = token->get_connect_response();  // complete: does not wait
         session_present = response.is_session_present();
         server = response.get_server_uri();
         if (server.empty()) server = settings_.urls.front();
-        return {};
     } catch (const ::mqtt::exception& e) {
-        std::string why = describe(e);
-        if (settings_.uses_tls() && e.get_return_code() == MQTTASYNC_FAILURE) {
-            why +=
-                " (for ssl:// check ca_file, that the certificate is issued for the host "
-                "name in the url, and cert_file/key_file if the broker wants a client "
-                "certificate)";
-        }
-        return why;
+        failure = connect_failure(e);
     }
+    co_return failure;
 }
 
-MqttSource::Subscription MqttSource::subscribe_all(bool session_present) {
+std::string MqttSource::connect_failure(const ::mqtt::exception& e) const {
+    std::string why = describe(e);
+    if (settings_.uses_tls() && e.get_return_code() == MQTTASYNC_FAILURE) {
+        why +=
+            " (for ssl:// check ca_file, that the certificate is issued for the host "
+            "name in the url, and cert_file/key_file if the broker wants a client "
+            "certificate)";
+    }
+    return why;
+}
+
+MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool session_present) {
     const bool v5 = settings_.version == mqtt_source::ProtocolVersion::v5;
     if (session_present && !settings_.clean_session && !v5) {
         // Re-subscribing would make an MQTT 3.1.1 broker replay every retained message.
         host_.debug("session resumed: the broker kept the subscriptions");
-        return {};
+        co_return Subscription{};
     }
     // Retained messages only for a subscription the session did not have yet: subscribing
     // again on every connect then replays nothing, and topics added to the manifest take effect
@@ -593,28 +712,31 @@ MqttSource::Subscription MqttSource::subscribe_all(bool session_present) {
                                        ::mqtt::subscribe_options::SEND_RETAINED_ON_NEW)
            : ::mqtt::subscribe_options();
     std::vector<::mqtt::token_ptr> tokens;
+    std::string failure;
     try {
         for (const auto& topic : settings_.topics) {
-            tokens.push_back(client_->subscribe(topic, settings_.qos, options));
+            tokens.push_back(client_->subscribe(topic, settings_.qos, nullptr, waker_, options));
         }
     } catch (const ::mqtt::exception& e) {
-        return {"subscribe failed: " + describe(e), true};
+        failure = "subscribe failed: " + describe(e);
     }
+    if (!failure.empty()) co_return Subscription{failure, true};
     const auto limit = std::chrono::seconds(settings_.connect_timeout_s);
     std::string refused;
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         const std::string& topic = settings_.topics[i];
+        // MQTT 3.1.1 does not subscribe again on a resumed session, so the broker's answer
+        // to a new session's subscriptions must be seen; a new session has no backlog to
+        // delay it. MQTT 5 subscribes again on the next connect.
+        const Waited waited = co_await wait_while_receiving(tokens[i], limit, v5);
+        if (waited == Waited::interrupted) co_return Subscription{{}, false, !stop_requested_};
+        if (waited == Waited::timeout) {
+            co_return Subscription{"the broker did not answer the subscription to '" + topic +
+                                       "' within " + millis(limit),
+                                   true};
+        }
         try {
-            // MQTT 3.1.1 does not subscribe again on a resumed session, so the broker's answer
-            // to a new session's subscriptions must be seen; a new session has no backlog to
-            // delay it. MQTT 5 subscribes again on the next connect.
-            const Waited waited = wait_while_receiving(tokens[i], limit, v5);
-            if (waited == Waited::interrupted) return {{}, false, !stop_requested_};
-            if (waited == Waited::timeout) {
-                return {"the broker did not answer the subscription to '" + topic + "' within " +
-                            millis(limit),
-                        true};
-            }
+            tokens[i]->wait();  // complete: rethrows paho's failure
             const int code = tokens[i]->get_reason_code();
             if (code == ::mqtt::MQTTPP_V3_CODE) continue;  // paho's "no reason code" marker
             if (code >= 0x80) {
@@ -625,53 +747,49 @@ MqttSource::Subscription MqttSource::subscribe_all(bool session_present) {
                            "'");
             }
         } catch (const ::mqtt::exception& e) {
-            if (!client_->is_connected()) return {"subscribe failed: " + describe(e), true};
+            if (!client_->is_connected()) {
+                failure = "subscribe failed: " + describe(e);
+                break;
+            }
             refused += (refused.empty() ? "'" : ", '") + topic + "' (" + describe(e) + ")";
         }
     }
-    if (!refused.empty()) return {"the broker refused the subscription to " + refused, false};
-    host_.debug("subscribed to " + std::to_string(tokens.size()) + " filter(s)");
-    return {};
-}
-
-bool MqttSource::wait(const ::mqtt::token_ptr& token, milliseconds limit) {
-    const auto until = Clock::now() + limit;
-    while (!stop_requested_) {
-        if (token->wait_for(kWaitSlice)) return true;
-        if (Clock::now() >= until) return false;
+    if (!failure.empty()) co_return Subscription{failure, true};
+    if (!refused.empty()) {
+        co_return Subscription{"the broker refused the subscription to " + refused, false};
     }
-    return false;
+    host_.debug("subscribed to " + std::to_string(tokens.size()) + " filter(s)");
+    co_return Subscription{};
 }
 
-MqttSource::Waited MqttSource::wait_while_receiving(const ::mqtt::token_ptr& token,
-                                                    milliseconds limit, bool holdable) {
+MqttSource::Task<MqttSource::Waited> MqttSource::wait_while_receiving(::mqtt::token_ptr token,
+                                                                      milliseconds limit,
+                                                                      bool holdable) {
     // A broker resuming a session sends the queued backlog before the SUBACK; while messages
     // keep arriving the connection is alive, so only time without any counts against `limit`.
     // Treating a long backlog as a dead connection would reconnect and cause redeliveries.
     // That backlog is also what fills the route again, so a hold request cuts the wait short.
     auto until = Clock::now() + limit;
     auto seen = received_.load();
-    auto next_housekeeping = Clock::now() + kHousekeeping;
-    while (!stop_requested_ && !(holdable && hold_due())) {
-        if (token->wait_for(kWaitSlice)) return Waited::done;
-        const auto now = Clock::now();
+    for (;;) {
+        const bool woke = co_await idle(
+            until, [&] { return stopping_ || (holdable && holding()) || completed(*token); });
+        if (stop_requested_ || (holdable && hold_due())) co_return Waited::interrupted;
+        if (completed(*token)) co_return Waited::done;
+        if (woke) continue;  // a hold request that was withdrawn meanwhile
         if (const auto now_received = received_.load(); now_received != seen) {
             seen = now_received;
-            until = now + limit;
+            until = Clock::now() + limit;
+            continue;
         }
-        if (now >= until) return Waited::timeout;
-        if (now >= next_housekeeping) {
-            housekeeping();
-            next_housekeeping = now + kHousekeeping;
-        }
+        co_return Waited::timeout;
     }
-    return Waited::interrupted;
 }
 
-bool MqttSource::pause(milliseconds d) {
+MqttSource::Task<bool> MqttSource::pause(milliseconds d) {
     // A hold request ends the back-off: reconnecting can wait for the route to have room.
-    idle(Clock::now() + d, [this] { return stopping_ || holding(); });
-    return !stop_requested_;
+    co_await idle(Clock::now() + d, [this] { return stopping_ || holding(); });
+    co_return !stop_requested_;
 }
 
 void MqttSource::on_connection_lost(const std::string& cause) {
@@ -684,7 +802,7 @@ void MqttSource::on_connection_lost(const std::string& cause) {
         }
         lost_ = true;
     }
-    cv_.notify_all();
+    wake();
 }
 
 void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {
@@ -741,10 +859,21 @@ void MqttSource::note_drop(sdk::Status status, const std::string& topic) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     // The route is stopping: stop()'s summary counts these.
     if (status == sdk::Status::fatal) return;
+    bool first = false;  // the first since the last warning: later ones wait for its timer
+    {
+        std::lock_guard lock(drop_mu_);
+        first = drops_to_log_ == drops_logged_;
+        ++drops_to_log_;
+        last_drop_status_ = status;
+        last_drop_topic_ = topic;
+    }
+    if (first) wake();
+}
+
+MqttSource::Clock::time_point MqttSource::drops_due() {
     std::lock_guard lock(drop_mu_);
-    ++drops_to_log_;
-    last_drop_status_ = status;
-    last_drop_topic_ = topic;
+    if (drops_to_log_ == drops_logged_) return Clock::time_point::max();
+    return drops_logged_ == 0 ? Clock::time_point::min() : last_drop_log_ + kDropLogInterval;
 }
 
 void MqttSource::log_drops() {

@@ -1,37 +1,42 @@
 // mqtt-source: subscribes to an MQTT broker with paho (paho.mqtt.cpp over paho.mqtt.c) and hands
-// every message to its route. A thread of its own owns the connection: the first connect, the
-// back-off while the broker is unreachable, reconnects and re-subscribes. paho's own automatic
-// reconnect is not used: it only starts after a first successful connect and counts in whole
-// seconds.
+// every message to its route. Each instance has its own connection (its own persistent
+// session, which is what lets a full route hold back at the broker alone); its state machine
+// (run(): the first connect, the back-off while the broker is unreachable, reconnects,
+// re-subscribing, holding back) is a coroutine that the process's one ConnectionDriver thread
+// runs for every instance, so that 10,000 routes do not need 10,000 threads. Connect attempts
+// go through the driver's pacer. paho's own automatic reconnect is not used: it only starts
+// after a first successful connect and counts in whole seconds.
 //
 // paho.mqtt.c calls every client's callbacks on one receive thread per process: nothing on that
 // thread may wait (no logging, no lock that anyone holds across I/O or logging), or every
-// connection of the process stalls and keep-alives lapse. The callback counts what it could not
-// hand over; the connection thread logs it.
+// connection of the process stalls and keep-alives lapse. paho's callbacks only record what
+// happened and wake the instance on the driver, which does the rest (logging included). The
+// driver never waits for paho either: its waits are suspensions until a callback wakes it.
 //
-// Flow control (hold_input): the host's threads only record the request; the connection thread
-// disconnects, keeping the persistent session, and stays away until the request is withdrawn.
+// Flow control (hold_input): the host's threads only record the request; run() disconnects,
+// keeping the persistent session, and stays away until the request is withdrawn.
 #pragma once
 
 #include <mqtt/async_client.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <coroutine>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <sluice/sdk.hpp>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "connection_driver.hpp"
 #include "settings.hpp"
+#include "task.hpp"
 
 namespace sluice::plugins {
 
-class MqttSource : public sdk::Source {
+class MqttSource : public sdk::Source, private mqtt_source::ConnectionDriver::Machine {
 public:
     static sdk::Spec spec();
     static void validate(const sdk::Config& config, sdk::Diagnostics& diag);
@@ -43,15 +48,39 @@ public:
 
     void start(sdk::Emitter out) override;
     void stop(std::chrono::milliseconds deadline) override;
-    /// THREAD: any host thread. Never blocks: the connection thread acts on the last request.
+    /// THREAD: any host thread. Never blocks: run() acts on the last request.
     void hold_input(bool hold);
 
     const mqtt_source::Settings& settings() const { return settings_; }
 
 private:
     using Clock = std::chrono::steady_clock;
+    template <class T>
+    using Task = mqtt_source::Task<T>;
 
-    void run();
+    // paho's completion of an operation (connect, subscribe, disconnect) wakes the instance.
+    class Waker : public ::mqtt::iaction_listener {
+    public:
+        explicit Waker(MqttSource& source) : source_(source) {}
+        void on_success(const ::mqtt::token&) override { source_.wake(); }
+        void on_failure(const ::mqtt::token&) override { source_.wake(); }
+
+    private:
+        MqttSource& source_;
+    };
+    // What a suspended run() waits for; looked at again at every wake.
+    class Waiter {
+    public:
+        explicit Waiter(Clock::time_point deadline) : until(deadline) {}
+        virtual ~Waiter() = default;
+        // With mu_ not held. True when the wait is over (its condition, or `until`).
+        virtual bool ready() = 0;
+        const Clock::time_point until;
+    };
+    template <class Done>
+    class Idle;
+
+    Task<void> run();
     struct Subscription {
         std::string error;       // "" when the broker granted every filter
         bool reconnect = false;  // the failure is the connection's, not the filters'
@@ -60,29 +89,35 @@ private:
     enum class Waited { done, timeout, interrupted };
     enum class Wake { stop, lost, hold };
 
-    // One connect attempt; returns "" on success (with `session_present` and the `server` that
-    // answered), else the reason.
-    std::string connect_once(bool& session_present, std::string& server);
-    Subscription subscribe_all(bool session_present);
-    // Waits for `token` in short slices so that stop() is never held up by a slow broker.
-    // Returns false when stopping or when `limit` passed; rethrows paho's failure.
-    bool wait(const mqtt::token_ptr& token, std::chrono::milliseconds limit);
-    // `holdable`: a hold request that can be honoured interrupts the wait too.
-    Waited wait_while_receiving(const mqtt::token_ptr& token, std::chrono::milliseconds limit,
-                                bool holdable);
-    // Sleeps `d` unless stop() or a hold request comes first; false when stopping.
-    bool pause(std::chrono::milliseconds d);
+    // One connect attempt, when the pacer allows it; returns "" on success (with
+    // `session_present` and the `server` that answered), else the reason.
+    Task<std::string> connect_once(bool& session_present, std::string& server);
+    std::string connect_failure(const ::mqtt::exception& e) const;
+    Task<Subscription> subscribe_all(bool session_present);
+    // Waits for `token`; while messages keep arriving only time without any counts against
+    // `limit`. `holdable`: a hold request that can be honoured interrupts the wait too.
+    Task<Waited> wait_while_receiving(::mqtt::token_ptr token, std::chrono::milliseconds limit,
+                                      bool holdable);
+    // Waits `d` unless stop() or a hold request comes first; false when stopping.
+    Task<bool> pause(std::chrono::milliseconds d);
     // Connected: waits for stop(), a lost connection or a hold request.
-    Wake wait_connected();
+    Task<Wake> wait_connected();
     // While a hold is requested (and can be honoured): reports it and waits for its end. False
     // when stopping.
-    bool hold_while_requested();
-    void disconnect_for_hold();
-    // Waits on cv_ until `done()` (called under mu_) or `until`; false on timeout. Wakes now and
-    // then to do what the callback thread must not (housekeeping()).
+    Task<bool> hold_while_requested();
+    // Disconnects (keeping the session) and waits up to `limit` for it.
+    Task<void> disconnect(std::chrono::milliseconds limit);
+    // Suspends run() until `done()` (called with mu_ held) or `until`; true when done().
     template <class Done>
-    bool idle(Clock::time_point until, Done done);
-    // On the connection thread: the logging the paho callbacks leave to it.
+    Idle<Done> idle(Clock::time_point until, Done done);
+
+    // ConnectionDriver::Machine: resumes run() when what it waits for happened.
+    void on_wake() override;
+    void suspend(std::coroutine_handle<> resume, Waiter& waiter);
+    // The driver's timer for the wait in progress and for the drop log that is due.
+    void arm(Clock::time_point until);
+    void wake() { driver_->wake(id_); }
+    // On the driver: the logging the paho callbacks leave to it.
     void housekeeping();
     bool hold_due();        // a hold is requested and can be honoured
     bool holding() const {  // the same, with mu_ held
@@ -92,16 +127,20 @@ private:
     void on_connection_lost(const std::string& cause);
     void note_drop(sdk::Status status, const std::string& topic);
     void log_drops();
+    Clock::time_point drops_due();  // when log_drops() has something to say
 
     mqtt_source::Settings settings_;
     sdk::Host& host_;
+    // Before the client: paho may call the waker until the client is gone.
+    std::shared_ptr<mqtt_source::ConnectionDriver> driver_;
+    mqtt_source::ConnectionDriver::Id id_ = 0;
+    Waker waker_{*this};
     // Outlives every copy paho makes of it (see the constructor).
     mqtt::connect_options connect_options_;
     std::unique_ptr<mqtt::async_client> client_;
 
-    // Connection state, shared between paho's callback thread and the connection thread.
+    // Connection state, shared between paho's callback thread, the host's threads and run().
     std::mutex mu_;
-    std::condition_variable cv_;
     bool stopping_ = false;
     bool lost_ = false;
     std::string lost_reason_;
@@ -111,8 +150,15 @@ private:
     // we subscribe to), else why it would.
     std::string cannot_hold_;
     std::atomic<bool> stop_requested_{false};
-    std::thread thread_;
     bool started_ = false;  // start() and stop() never run concurrently (abi.h)
+
+    // run() and where it waits: touched only by the driver, and by start() and stop() while
+    // the driver does not run this instance.
+    Task<void> run_;
+    std::coroutine_handle<> resume_;
+    Waiter* waiter_ = nullptr;
+    // The connect or disconnect paho is working on: stop() lets it end before it disconnects.
+    ::mqtt::token_ptr pending_;
 
     // The emitter is valid only between start() and the return of stop(): every emit happens
     // under emit_mu_, and stop() clears accepting_ under it.
@@ -123,7 +169,7 @@ private:
 
     std::atomic<std::uint64_t> received_{0};
     std::atomic<std::uint64_t> dropped_{0};
-    // What the callback could not hand over, for log_drops() on the connection thread. Guarded
+    // What the callback could not hand over, for log_drops() on the driver. Guarded
     // by drop_mu_, which is held only to update or copy these, never across logging.
     std::mutex drop_mu_;
     std::uint64_t drops_to_log_ = 0;  // while the route runs (stopping drops are in the summary)
