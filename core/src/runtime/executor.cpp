@@ -128,7 +128,10 @@ void Executor::work(Worker* self) {
             if (timers_.empty()) {
                 work_cv_.wait(lock);
             } else {
-                work_cv_.wait_until(lock, timers_.top().when);
+                // A copy: wait_until reads its argument while the lock is released, and the
+                // heap may change meanwhile.
+                const Clock::time_point next = timers_.top().when;
+                work_cv_.wait_until(lock, next);
             }
             continue;
         }
