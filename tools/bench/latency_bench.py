@@ -153,7 +153,7 @@ def run_once(args, scenario, workdir):
     env_args = types.SimpleNamespace(build=args.build, broker_inflight=0, kafka_nagle=False,
                                      mqtt_version="3.1.1",
                                      sink_option=[f"linger_ms={args.linger_ms}"],
-                                     route_option=[])
+                                     route_option=list(args.route_option))
     env = e2e.Env(env_args, workdir, procs)
     routes = occupancy_routes()
     n = int(args.rate * args.duration)
@@ -276,6 +276,9 @@ def main():
                         "(default 2)")
     parser.add_argument("--linger-ms", type=int, default=5,
                         help="linger of both bridges (default 5, kafka-sink's default)")
+    parser.add_argument("--route-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="route option for every sluice route, e.g. max_in_flight=16 "
+                             "(repeatable)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--timeout", type=float, default=120, help=argparse.SUPPRESS)
