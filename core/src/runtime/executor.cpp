@@ -143,7 +143,9 @@ void Executor::work(Worker* self) {
         self->since = Clock::now();
         self->next_report = self->since + overdue_;
         ++slices_;
-        if (busy_++ == 0) watch_cv_.notify_one();
+        // Only a watchdog asleep for want of slices needs the news: waking it at every start
+        // would cost a context switch per message when messages arrive one at a time.
+        if (busy_++ == 0 && watch_idle_) watch_cv_.notify_one();
         lock.unlock();
         slot->task->run_slice();
         lock.lock();
@@ -172,10 +174,13 @@ void Executor::watch() {
     while (!stopping_) {
         if (busy_ == 0) {
             // Nothing runs: nothing can be overdue, and an idle process has no reason to wake.
+            watch_idle_ = true;
             watch_cv_.wait(lock, [this] { return stopping_ || busy_ > 0; });
+            watch_idle_ = false;
             continue;
         }
-        watch_cv_.wait_for(lock, overdue_ / 2);
+        const auto check_at = Clock::now() + overdue_ / 2;
+        watch_cv_.wait_until(lock, check_at, [&] { return stopping_; });
         if (stopping_) break;
         const auto now = Clock::now();
         std::vector<std::pair<Slot*, std::chrono::milliseconds>> due;

@@ -96,6 +96,7 @@ private:
     unsigned live_ = 0;   // workers in work()
     unsigned stuck_ = 0;  // workers whose slice was lent a spare
     unsigned busy_ = 0;   // workers inside a slice
+    bool watch_idle_ = false;  // the watchdog sleeps until a slice starts
     std::uint64_t slices_ = 0;
     bool stopping_ = false;
     std::thread watchdog_;
