@@ -153,11 +153,14 @@ class Sampler(threading.Thread):
             self.stopping.wait(0.02)
 
 
-def manifest_text(i, drain_ms):
+def manifest_text(i, drain_ms, connection):
     name = name_of(i)
+    # A shared connection matches messages to routes by MQTT 5 subscription identifier.
+    version = "5" if connection == "shared" else "3.1.1"
     return (f"route: {name}\n"
             "source:\n  mqtt-source:\n    url: ${MQTT_URL}\n"
-            f"    topics: [scale/{name}/+]\n    qos: 1\n    mqtt_version: \"3.1.1\"\n"
+            f"    topics: [scale/{name}/+]\n    qos: 1\n    mqtt_version: \"{version}\"\n"
+            f"    connection: {connection}\n"
             "transforms:\n  - json-transform:\n"
             "      set: { via: \"{{route}}\" }\n      key: \"{{route}}\"\n"
             "sink:\n  kafka-sink:\n    brokers: ${KAFKA_BROKERS}\n"
@@ -270,7 +273,7 @@ def run_scenario(args, name, routes, traffic, workdir):
         for i in range(routes):
             with open(os.path.join(routes_dir, f"{name_of(i)}.yaml"), "w",
                       encoding="utf-8") as f:
-                f.write(manifest_text(i, args.drain_ms))
+                f.write(manifest_text(i, args.drain_ms, args.connection))
         config = os.path.join(workdir, "sluice.yaml")
         with open(config, "w", encoding="utf-8") as f:
             f.write(f"plugins: [{os.path.join(args.build, 'plugins')}]\nroutes: [{routes_dir}]\n"
@@ -278,7 +281,8 @@ def run_scenario(args, name, routes, traffic, workdir):
                     "log: { level: info, format: text }\n")
         slog = os.path.join(workdir, "sluice.log")
         env = dict(os.environ, MQTT_URL=f"tcp://127.0.0.1:{port}", KAFKA_BROKERS=brokers)
-        sluice_subs = Counter(slog, r"subscribed to \d+ topic filter\(s\); receiving")
+        sluice_subs = Counter(slog, r"subscribed to \d+ topic filter\(s\)"
+                                    r"( on the shared connection)?; receiving")
         broker_subs = Counter(mlog, r"^\d+: \S+ \d scale/r\d+/\+$")
 
         t0 = time.monotonic()
@@ -446,6 +450,10 @@ def main():
     parser.add_argument("--max-threads", type=int, default=4096,
                         help="stop a scenario whose process passes this many threads (default "
                              "4096: a thread-per-route runtime would exhaust kernel.pid_max)")
+    parser.add_argument("--connection", choices=("dedicated", "shared"), default="dedicated",
+                        help="mqtt-source's connection option for every route: one MQTT "
+                             "connection per route (MQTT 3.1.1, the default) or one shared by "
+                             "all (MQTT 5)")
     parser.add_argument("--json", help="write every scenario's figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the logs' temp directory")
     args = parser.parse_args()

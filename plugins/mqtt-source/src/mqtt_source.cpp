@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "client_id.hpp"
+#include "shared_connection.hpp"
 
 namespace sluice::plugins {
 namespace {
@@ -204,6 +205,24 @@ sdk::Spec MqttSource::spec() {
         "Verify that the broker's certificate is signed by a trusted CA and issued for "
         "the host name in the url. Turn it off only for tests: without it anyone "
         "between Sluice and the broker can pose as the broker."));
+    s.field(
+        Field::enumeration("connection", {"dedicated", "shared"})
+            .default_value("dedicated")
+            .description(
+                "`dedicated`: this route has an MQTT connection and session of its own, so that "
+                "a full route holds back at the broker alone (see Flow control). `shared`: one "
+                "connection and session for every route of the process with the same broker, "
+                "credentials, TLS files, session settings, QoS and `client_id` (default: derived "
+                "from those and the host name); each route keeps its own buffer. Use it for "
+                "hundreds or thousands of routes: paho serves every connection from one thread, "
+                "so 10,000 dedicated connections take about 30 s to subscribe and keep a third "
+                "of a core busy, one shared connection a few seconds and nothing "
+                "(docs/architecture.md). What it costs: a full route cannot hold back at the "
+                "broker (its headroom and `when_full` apply, as with a clean session); a route "
+                "leaving a persistent session closes the connection for 200 ms, the broker "
+                "queueing for the others meanwhile; a route that joins a filter already "
+                "subscribed does not get its retained messages again. Needs `mqtt_version: 5`: "
+                "messages are matched to routes by subscription identifier."));
     s.field(Field::boolean("metadata_headers")
                 .default_value("true")
                 .description(
@@ -218,8 +237,25 @@ void MqttSource::validate(const sdk::Config& config, sdk::Diagnostics& diag) {
 }
 
 MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
-    : settings_(mqtt_source::read_settings(config, mqtt_source::local_hostname())),
+    : MqttSource(mqtt_source::read_settings(config, mqtt_source::local_hostname()), host, nullptr) {
+}
+
+std::unique_ptr<MqttSource> MqttSource::group_connection(mqtt_source::Settings settings,
+                                                         sdk::Host& host,
+                                                         mqtt_source::SharedConnection& group) {
+    std::unique_ptr<MqttSource> connection(new MqttSource(std::move(settings), host, &group));
+    connection->start_machine();
+    return connection;
+}
+
+MqttSource::MqttSource(mqtt_source::Settings settings, sdk::Host& host,
+                       mqtt_source::SharedConnection* group)
+    : settings_(std::move(settings)),
       host_(host),
+      role_(group != nullptr   ? Role::group
+            : settings_.shared ? Role::member
+                               : Role::dedicated),
+      group_(group),
       driver_(mqtt_source::ConnectionDriver::acquire()) {
     for (const auto& [key, file] :
          {std::pair{"ca_file", &settings_.ca_file}, std::pair{"cert_file", &settings_.cert_file},
@@ -227,6 +263,13 @@ MqttSource::MqttSource(const sdk::Config& config, sdk::Host& host)
         if (!file->empty() && !std::ifstream(*file)) {
             throw sdk::ConfigError(key, "cannot read '" + *file + "'");
         }
+    }
+    if (role_ == Role::member) {
+        // Its connection's state machine is the group's; its own only logs what on_message
+        // and hold_input() leave to it.
+        cannot_hold_ = "on a shared connection (connection: shared)";
+        id_ = driver_->add(*this);
+        return;
     }
     const bool v5 = settings_.version == mqtt_source::ProtocolVersion::v5;
 
@@ -328,6 +371,14 @@ void MqttSource::start(sdk::Emitter out) {
         settings_.version == mqtt_source::ProtocolVersion::v5
             ? mqtt_source::maximum_packet_size(host_.max_payload_bytes())
             : 0;
+    if (role_ == Role::member) {
+        shared_ = mqtt_source::SharedConnection::join(*this, host_.max_payload_bytes());
+        started_ = true;
+        host_.info("joined the shared connection '" + shared_->client_id() + "' to " +
+                   settings_.url_list() + " (" + std::to_string(shared_->members()) +
+                   " routes), topics " + topics + " at QoS " + std::to_string(settings_.qos));
+        return;
+    }
     host_.info(
         "connecting to " + settings_.url_list() + " as client id '" + settings_.client_id + "'" +
         (settings_.client_id_derived ? " (default)" : "") + ", MQTT " +
@@ -335,6 +386,10 @@ void MqttSource::start(sdk::Emitter out) {
         (settings_.clean_session ? ", clean session" : ", persistent session") + ", topics " +
         topics + " at QoS " + std::to_string(settings_.qos) +
         (max_packet != 0 ? ", maximum packet size " + std::to_string(max_packet) + " bytes" : ""));
+    start_machine();
+}
+
+void MqttSource::start_machine() {
     started_ = true;
     // Nothing wakes this instance before start(): the driver sees run_ only after this wake.
     run_ = run();
@@ -363,6 +418,13 @@ void MqttSource::stop(milliseconds deadline) {
                         milliseconds(0));
     };
 
+    if (role_ == Role::member) {
+        // Once leave() returns nothing is delivered to this instance any more.
+        shared_->leave(*this, remaining());
+        shared_.reset();
+        finish_stop(until);
+        return;
+    }
     // A connect still under way ends first: paho cannot disconnect a client that is still
     // connecting, and one that connected after the DISCONNECT below would deliver to a route
     // that takes nothing any more. A broker that does not answer at all sends nothing either.
@@ -385,7 +447,10 @@ void MqttSource::stop(milliseconds deadline) {
         // Not connected (broker down, connect failed): nothing to close.
         host_.debug("disconnect: " + describe(e));
     }
+    finish_stop(until);
+}
 
+void MqttSource::finish_stop(Clock::time_point until) {
     std::unique_lock lock(emit_mu_, std::defer_lock);
     if (lock.try_lock_until(until)) {
         accepting_ = false;
@@ -468,12 +533,13 @@ void MqttSource::housekeeping() {
     }
     if (warn_hold) {
         // Asked when the route's buffer is full, or when the route stops.
-        host_.warn(
-            "asked to hold back its input, but this source cannot hold back at the "
-            "broker " +
-            cannot_hold_ +
-            " (the broker would drop what it sends meanwhile, uncounted): it keeps "
-            "receiving until it stops; the route's buffer headroom and when_full apply");
+        host_.warn("asked to hold back its input, but this source cannot hold back at the broker " +
+                   cannot_hold_ +
+                   (role_ == Role::member
+                        ? " without holding back every route on it"
+                        : " (the broker would drop what it sends meanwhile, uncounted)") +
+                   ": it keeps receiving until it stops; the route's buffer headroom and "
+                   "when_full apply");
     }
     log_drops();
 }
@@ -501,6 +567,7 @@ MqttSource::Task<void> MqttSource::run() {
             lost_ = false;
             lost_reason_.clear();
         }
+        if (role_ == Role::group) take_more_topics();
         bool session_present = false;
         std::string server;
         const std::string failure = co_await connect_once(session_present, server);
@@ -544,19 +611,26 @@ MqttSource::Task<void> MqttSource::run() {
                        " topic filter(s); receiving");
             host_.report_state(sdk::Status::ok);
         } else {
-            host_.error(sub.error);
-            host_.report_state(sdk::Status::retry, sub.error);
-            if (sub.reconnect) {
-                co_await disconnect(kCloseLimit);
-                if (stop_requested_) break;
-                std::lock_guard lock(mu_);
-                lost_ = true;
-                lost_reason_ = sub.error;
-            }
+            co_await subscription_failed(sub);
+            if (stop_requested_) break;
         }
 
-        const Wake wake = co_await wait_connected();
-        if (wake == Wake::stop) break;
+        Wake wake = co_await wait_connected();
+        // A group subscribes to the filters of the routes that joined while it waits.
+        while (wake == Wake::subscribe) {
+            const auto more = take_more_topics();
+            const Subscription added = co_await subscribe(more);
+            if (stop_requested_) break;
+            if (added.held) {
+                wake = Wake::hold;
+                break;
+            }
+            if (!added.error.empty()) co_await subscription_failed(added);
+            if (stop_requested_) break;
+            host_.debug("subscribed to " + std::to_string(more.size()) + " more filter(s)");
+            wake = co_await wait_connected();
+        }
+        if (stop_requested_ || wake == Wake::stop) break;
         if (wake == Wake::hold) {
             co_await disconnect(kDisconnectLimit);
             left_session = true;
@@ -577,6 +651,17 @@ MqttSource::Task<void> MqttSource::run() {
     }
 }
 
+MqttSource::Task<void> MqttSource::subscription_failed(const Subscription& sub) {
+    host_.error(sub.error);
+    host_.report_state(sdk::Status::retry, sub.error);
+    if (!sub.reconnect) co_return;
+    co_await disconnect(kCloseLimit);
+    if (stop_requested_) co_return;
+    std::lock_guard lock(mu_);
+    lost_ = true;
+    lost_reason_ = sub.error;
+}
+
 MqttSource::Task<MqttSource::Wake> MqttSource::wait_connected() {
     Wake wake = Wake::stop;
     co_await idle(Clock::time_point::max(), [&] {
@@ -587,6 +672,8 @@ MqttSource::Task<MqttSource::Wake> MqttSource::wait_connected() {
             wake = Wake::lost;
         } else if (holding()) {
             wake = Wake::hold;
+        } else if (!more_topics_.empty()) {
+            wake = Wake::subscribe;
         } else {
             return false;
         }
@@ -595,7 +682,36 @@ MqttSource::Task<MqttSource::Wake> MqttSource::wait_connected() {
     co_return wake;
 }
 
+bool MqttSource::pause_input(milliseconds d) {
+    {
+        std::lock_guard lock(mu_);
+        if (!cannot_hold_.empty() || stopping_) return false;
+        hold_ = true;
+        hold_until_ = std::max(hold_until_, Clock::now() + d);
+    }
+    wake();
+    return true;
+}
+
 MqttSource::Task<bool> MqttSource::hold_while_requested() {
+    if (role_ == Role::group) {
+        host_.debug("closed for a moment while a route leaves (the broker queues meanwhile)");
+        for (;;) {
+            Clock::time_point until;
+            {
+                std::lock_guard lock(mu_);
+                until = hold_until_;
+            }
+            co_await idle(until, [this] { return stopping_; });
+            if (stop_requested_) co_return false;
+            std::lock_guard lock(mu_);
+            if (Clock::now() >= hold_until_) {
+                hold_ = false;
+                break;
+            }
+        }
+        co_return true;
+    }
     host_.info(
         "holding back: the route's buffer is full; staying disconnected until it has room "
         "(the broker keeps the session and queues QoS 1 and 2 messages meanwhile)");
@@ -702,6 +818,12 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
         host_.debug("session resumed: the broker kept the subscriptions");
         co_return Subscription{};
     }
+    co_return co_await subscribe(settings_.topics);
+}
+
+MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe(
+    const std::vector<std::string>& filters) {
+    const bool v5 = settings_.version == mqtt_source::ProtocolVersion::v5;
     // Retained messages only for a subscription the session did not have yet: subscribing
     // again on every connect then replays nothing, and topics added to the manifest take effect
     // on a resumed session too. One SUBSCRIBE per filter, all sent before the first wait:
@@ -714,8 +836,16 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
     std::vector<::mqtt::token_ptr> tokens;
     std::string failure;
     try {
-        for (const auto& topic : settings_.topics) {
-            tokens.push_back(client_->subscribe(topic, settings_.qos, nullptr, waker_, options));
+        for (const auto& topic : filters) {
+            ::mqtt::properties props;
+            if (role_ == Role::group) {
+                // The broker names it in every message this filter matched (see
+                // shared_connection.hpp).
+                props.add({::mqtt::property::SUBSCRIPTION_IDENTIFIER,
+                           static_cast<std::int32_t>(mqtt_source::subscription_id(topic))});
+            }
+            tokens.push_back(
+                client_->subscribe(topic, settings_.qos, nullptr, waker_, options, props));
         }
     } catch (const ::mqtt::exception& e) {
         failure = "subscribe failed: " + describe(e);
@@ -724,7 +854,7 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
     const auto limit = std::chrono::seconds(settings_.connect_timeout_s);
     std::string refused;
     for (std::size_t i = 0; i < tokens.size(); ++i) {
-        const std::string& topic = settings_.topics[i];
+        const std::string& topic = filters[i];
         // MQTT 3.1.1 does not subscribe again on a resumed session, so the broker's answer
         // to a new session's subscriptions must be seen; a new session has no backlog to
         // delay it. MQTT 5 subscribes again on the next connect.
@@ -735,13 +865,14 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
                                        "' within " + millis(limit),
                                    true};
         }
+        std::string refusal;
         try {
             tokens[i]->wait();  // complete: rethrows paho's failure
             const int code = tokens[i]->get_reason_code();
-            if (code == ::mqtt::MQTTPP_V3_CODE) continue;  // paho's "no reason code" marker
-            if (code >= 0x80) {
-                refused +=
-                    (refused.empty() ? "'" : ", '") + topic + "' (" + reason_text(code) + ")";
+            if (code == ::mqtt::MQTTPP_V3_CODE) {
+                // paho's "no reason code" marker
+            } else if (code >= 0x80) {
+                refusal = reason_text(code);
             } else if (code < settings_.qos) {
                 host_.info("the broker granted QoS " + std::to_string(code) + " for '" + topic +
                            "'");
@@ -751,7 +882,13 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
                 failure = "subscribe failed: " + describe(e);
                 break;
             }
-            refused += (refused.empty() ? "'" : ", '") + topic + "' (" + describe(e) + ")";
+            refusal = describe(e);
+        }
+        if (role_ == Role::group) {
+            // A refused filter fails the routes that asked for it, not the connection.
+            group_->subscribed(topic, refusal);
+        } else if (!refusal.empty()) {
+            refused += (refused.empty() ? "'" : ", '") + topic + "' (" + refusal + ")";
         }
     }
     if (!failure.empty()) co_return Subscription{failure, true};
@@ -760,6 +897,25 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
     }
     host_.debug("subscribed to " + std::to_string(tokens.size()) + " filter(s)");
     co_return Subscription{};
+}
+
+std::vector<std::string> MqttSource::take_more_topics() {
+    std::vector<std::string> more;
+    {
+        std::lock_guard lock(mu_);
+        more.swap(more_topics_);
+    }
+    settings_.topics.insert(settings_.topics.end(), more.begin(), more.end());
+    return more;
+}
+
+void MqttSource::add_topics(std::vector<std::string> filters) {
+    {
+        std::lock_guard lock(mu_);
+        more_topics_.insert(more_topics_.end(), std::make_move_iterator(filters.begin()),
+                            std::make_move_iterator(filters.end()));
+    }
+    wake();
 }
 
 MqttSource::Task<MqttSource::Waited> MqttSource::wait_while_receiving(::mqtt::token_ptr token,
@@ -807,6 +963,11 @@ void MqttSource::on_connection_lost(const std::string& cause) {
 
 void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {
     if (!message) return;
+    if (role_ == Role::group) {
+        received_.fetch_add(1, std::memory_order_relaxed);
+        group_->deliver(message);
+        return;
+    }
     std::lock_guard lock(emit_mu_);
     const std::string& topic = message->get_topic();
     if (!accepting_ || !out_) {
@@ -855,6 +1016,8 @@ void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {
     }
 }
 
+void MqttSource::note_unclaimed(const std::string& topic) { note_drop(sdk::Status::error, topic); }
+
 void MqttSource::note_drop(sdk::Status status, const std::string& topic) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     // The route is stopping: stop()'s summary counts these.
@@ -890,9 +1053,13 @@ void MqttSource::log_drops() {
         status = last_drop_status_;
         topic = last_drop_topic_;
     }
-    const std::string why = status == sdk::Status::retry
-                                ? "the route's queue is full (when_full: drop_newest)"
-                                : "the route refused it (e.g. larger than max_payload_bytes)";
+    const std::string why =
+        role_ == Role::group
+            ? "no running route subscribes to it (its route was removed, or did not start "
+              "within 30 s)"
+        : status == sdk::Status::retry
+            ? "the route's queue is full (when_full: drop_newest)"
+            : "the route refused it (e.g. larger than max_payload_bytes)";
     host_.warn("message on '" + topic + "' dropped: " + why + "; " + std::to_string(total) +
                " dropped so far. The broker already has its acknowledgement.");
 }

@@ -1,11 +1,15 @@
 // mqtt-source: subscribes to an MQTT broker with paho (paho.mqtt.cpp over paho.mqtt.c) and hands
-// every message to its route. Each instance has its own connection (its own persistent
-// session, which is what lets a full route hold back at the broker alone); its state machine
-// (run(): the first connect, the back-off while the broker is unreachable, reconnects,
-// re-subscribing, holding back) is a coroutine that the process's one ConnectionDriver thread
-// runs for every instance, so that 10,000 routes do not need 10,000 threads. Connect attempts
-// go through the driver's pacer. paho's own automatic reconnect is not used: it only starts
-// after a first successful connect and counts in whole seconds.
+// every message to its route. An instance plays one of three roles:
+// - dedicated (the default, `connection: dedicated`): its own connection and persistent
+//   session, which is what lets a full route hold back at the broker alone;
+// - member (`connection: shared`): no connection of its own; it joins the SharedConnection
+//   for its settings, which hands it the messages of its filters (shared_connection.hpp);
+// - group: the connection of a SharedConnection, made by it and serving all its members.
+// The connection state machine (run(): the first connect, the back-off while the broker is
+// unreachable, reconnects, re-subscribing, holding back) is a coroutine that the process's one
+// ConnectionDriver thread runs for every instance, so that 10,000 routes do not need 10,000
+// threads. Connect attempts go through the driver's pacer. paho's own automatic reconnect is
+// not used: it only starts after a first successful connect and counts in whole seconds.
 //
 // paho.mqtt.c calls every client's callbacks on one receive thread per process: nothing on that
 // thread may wait (no logging, no lock that anyone holds across I/O or logging), or every
@@ -36,6 +40,10 @@
 
 namespace sluice::plugins {
 
+namespace mqtt_source {
+class SharedConnection;
+}
+
 class MqttSource : public sdk::Source, private mqtt_source::ConnectionDriver::Machine {
 public:
     static sdk::Spec spec();
@@ -53,7 +61,29 @@ public:
 
     const mqtt_source::Settings& settings() const { return settings_; }
 
+    /// The connection of a SharedConnection (the `group` role), started; `host` and `group`
+    /// outlive it.
+    static std::unique_ptr<MqttSource> group_connection(mqtt_source::Settings settings,
+                                                        sdk::Host& host,
+                                                        mqtt_source::SharedConnection& group);
+    /// Group: subscribes to more filters (now if connected, else at the next connect).
+    /// THREAD: any. Never blocks.
+    void add_topics(std::vector<std::string> filters);
+    /// Group: closes the connection (keeping the session) for at least `d` from now; false,
+    /// doing nothing, when the broker would not queue for the session meanwhile.
+    /// THREAD: any. Never blocks.
+    bool pause_input(std::chrono::milliseconds d);
+    /// Whether paho's client is connected. THREAD: any.
+    bool connected() const { return client_ && client_->is_connected(); }
+    /// Group: a message no route claimed was dropped; counted and logged on the driver.
+    void note_unclaimed(const std::string& topic);
+
 private:
+    friend class mqtt_source::SharedConnection;
+    enum class Role { dedicated, member, group };
+    // group == nullptr: dedicated or member, as settings.shared says.
+    MqttSource(mqtt_source::Settings settings, sdk::Host& host,
+               mqtt_source::SharedConnection* group);
     using Clock = std::chrono::steady_clock;
     template <class T>
     using Task = mqtt_source::Task<T>;
@@ -81,19 +111,30 @@ private:
     class Idle;
 
     Task<void> run();
+    void start_machine();
+    // The end of stop(), once nothing arrives any more: the emitter is let go.
+    void finish_stop(Clock::time_point until);
     struct Subscription {
         std::string error;       // "" when the broker granted every filter
         bool reconnect = false;  // the failure is the connection's, not the filters'
         bool held = false;       // a hold request cut the wait for the SUBACKs short
     };
     enum class Waited { done, timeout, interrupted };
-    enum class Wake { stop, lost, hold };
+    enum class Wake { stop, lost, hold, subscribe };
 
     // One connect attempt, when the pacer allows it; returns "" on success (with
     // `session_present` and the `server` that answered), else the reason.
     Task<std::string> connect_once(bool& session_present, std::string& server);
     std::string connect_failure(const ::mqtt::exception& e) const;
     Task<Subscription> subscribe_all(bool session_present);
+    // Sends a SUBSCRIBE for each of `filters` and waits for the answers. A group reports each
+    // filter's answer to its SharedConnection instead of failing for a refused one.
+    Task<Subscription> subscribe(const std::vector<std::string>& filters);
+    // Reports a failed subscription; for a failure of the connection, closes it so that run()
+    // reconnects.
+    Task<void> subscription_failed(const Subscription& sub);
+    // Group: moves the filters add_topics() queued into settings_.topics; returns them.
+    std::vector<std::string> take_more_topics();
     // Waits for `token`; while messages keep arriving only time without any counts against
     // `limit`. `holdable`: a hold request that can be honoured interrupts the wait too.
     Task<Waited> wait_while_receiving(::mqtt::token_ptr token, std::chrono::milliseconds limit,
@@ -131,6 +172,10 @@ private:
 
     mqtt_source::Settings settings_;
     sdk::Host& host_;
+    const Role role_;
+    mqtt_source::SharedConnection* const group_;  // group: the connection it serves
+    // member: the connection it joined, between start() and stop().
+    std::shared_ptr<mqtt_source::SharedConnection> shared_;
     // Before the client: paho may call the waker until the client is gone.
     std::shared_ptr<mqtt_source::ConnectionDriver> driver_;
     mqtt_source::ConnectionDriver::Id id_ = 0;
@@ -144,7 +189,10 @@ private:
     bool stopping_ = false;
     bool lost_ = false;
     std::string lost_reason_;
-    bool hold_ = false;         // the host's last hold_input() request
+    std::vector<std::string> more_topics_;  // group: queued by add_topics()
+    bool hold_ = false;                     // the host's last hold_input() request
+    // group: hold_ was set by pause_input(), which ends at this time
+    Clock::time_point hold_until_ = Clock::time_point::min();
     bool hold_warned_ = false;  // the "cannot hold back" warning is out (once per instance)
     // "" when holding back at the broker loses nothing (a persistent session that queues what
     // we subscribe to), else why it would.

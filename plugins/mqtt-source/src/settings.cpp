@@ -99,6 +99,11 @@ void check_settings(const sdk::Config& c, sdk::Diagnostics& d) {
                  "0 ends the session at every disconnect, so clean_session: false keeps nothing; "
                  "set a positive expiry or clean_session: true");
     }
+    if (v311 && c.has("connection") && c.string("connection") == "shared") {
+        d.report("connection",
+                 "shared needs mqtt_version: 5: messages are matched to their routes by MQTT 5 "
+                 "subscription identifiers");
+    }
     if (c.has("password") && !c.has("username") && v311) {
         d.report("password", "MQTT 3.1.1 sends a password only with a username: set username");
     }
@@ -158,6 +163,10 @@ Settings read_settings(const sdk::Config& c, std::string_view hostname) {
     s.key_file = c.string_or("key_file", "");
     s.verify = c.boolean("verify");
     s.metadata_headers = c.boolean("metadata_headers");
+    s.shared = c.string("connection") == "shared";
+    if (s.shared && s.version != ProtocolVersion::v5) {
+        throw sdk::ConfigError("connection", "shared needs mqtt_version: 5");
+    }
     return s;
 }
 

@@ -34,6 +34,9 @@ struct Settings {
     std::string key_file;
     bool verify = true;
     bool metadata_headers = true;
+    // connection: shared. One connection and session for every route with equal settings
+    // (shared_connection.hpp).
+    bool shared = false;
 
     bool uses_tls() const;
     /// The urls joined with ", ", for messages.

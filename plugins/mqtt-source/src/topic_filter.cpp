@@ -1,5 +1,6 @@
 #include "topic_filter.hpp"
 
+#include <algorithm>
 #include <cstddef>
 
 namespace sluice::plugins::mqtt_source {
@@ -34,6 +35,35 @@ std::string plain_filter_error(std::string_view filter) {
 
 bool is_shared_subscription(std::string_view filter) {
     return filter.substr(0, kSharePrefix.size()) == kSharePrefix;
+}
+
+bool topic_matches(std::string_view filter, std::string_view topic) {
+    if (is_shared_subscription(filter)) {
+        filter.remove_prefix(kSharePrefix.size());
+        filter.remove_prefix(std::min(filter.size(), filter.find('/') + 1));
+    }
+    if (!topic.empty() && topic.front() == '$' && !filter.empty() &&
+        (filter.front() == '+' || filter.front() == '#')) {
+        return false;
+    }
+    std::size_t f = 0;
+    std::size_t t = 0;
+    for (;;) {
+        const std::size_t f_end = std::min(filter.find('/', f), filter.size());
+        const std::string_view level = filter.substr(f, f_end - f);
+        if (level == "#") return true;  // also matches the parent level: a/# matches a
+        const std::size_t t_end = std::min(topic.find('/', t), topic.size());
+        if (level != "+" && level != topic.substr(t, t_end - t)) return false;
+        const bool filter_done = f_end == filter.size();
+        const bool topic_done = t_end == topic.size();
+        if (filter_done || topic_done) {
+            if (filter_done && topic_done) return true;
+            // "a/#" matches "a": the filter's next and last level is '#'.
+            return topic_done && filter.substr(f_end) == "/#";
+        }
+        f = f_end + 1;
+        t = t_end + 1;
+    }
 }
 
 std::string topic_filter_error(std::string_view filter) {

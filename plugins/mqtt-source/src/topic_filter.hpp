@@ -14,4 +14,9 @@ std::string topic_filter_error(std::string_view filter);
 /// True for `$share/<group>/<filter>`.
 bool is_shared_subscription(std::string_view filter);
 
+/// Whether a message on `topic` matches the valid `filter` (for `$share/<group>/<filter>`: its
+/// filter), as a broker decides it: `+` one level, `#` the rest (and the parent level), and a
+/// wildcard first level never matching a topic that starts with `$` (MQTT 5 4.7.2).
+bool topic_matches(std::string_view filter, std::string_view topic);
+
 }  // namespace sluice::plugins::mqtt_source

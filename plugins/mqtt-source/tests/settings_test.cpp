@@ -117,6 +117,15 @@ TEST_CASE("validate reports each problem with its option", "[mqtt-source][valida
         CHECK_THAT(r[0].message, Catch::Contains("item 2 'a/#/b'") &&
                                      Catch::Contains("'#' must be the last level"));
     }
+    SECTION("connection: shared with MQTT 3.1.1") {
+        auto v = base();
+        v.insert_or_assign("connection", "shared");
+        v.insert_or_assign("mqtt_version", "3.1.1");
+        const auto r = validate(v);
+        REQUIRE(r.size() == 1);
+        CHECK(r[0].key == "connection");
+        CHECK_THAT(r[0].message, Catch::Contains("mqtt_version: 5"));
+    }
     SECTION("duplicate topic") {
         auto v = base();
         v.insert_or_assign("topics", Value{"a/b", "a/b"});
