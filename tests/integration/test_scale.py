@@ -1,7 +1,8 @@
 """Hundreds of routes in one process, with the real binary, mosquitto and the mock Kafka cluster.
 
 One manifest file per route (`scale/r<i>/+` -> json-transform -> kafka-sink into one of ten
-topics); a few QoS 1 messages on every route, read back from Kafka with an independent client
+topics; half of them on one shared MQTT connection, half on a connection each); a few QoS 1
+messages on every route, read back from Kafka with an independent client
 (kcat): every message arrives exactly once, through its own route. The process must keep a
 bounded number of threads whatever the number of routes (routes run on a fixed pool, not on a
 thread each: DESIGN.md, "Routes at run time"), and SIGTERM must drain and exit 0 within the
@@ -108,7 +109,8 @@ def publish_all(broker):
 
 def write_routes(directory, n, prefix, broker, kafka):
     """n manifest files: route <prefix><i>, `scale/<prefix><i>/+` -> json-transform (adds the
-    route's name) -> kafka-sink into one of the TOPICS topics."""
+    route's name) -> kafka-sink into one of the TOPICS topics. Every other route uses
+    `connection: shared` (one MQTT connection for all of those), the rest a connection each."""
     directory.mkdir()
     transform = ('  - json-transform:\n'
                  '      set: { via: "{{route}}", device: "{{topic.2}}" }\n'
@@ -118,6 +120,7 @@ def write_routes(directory, n, prefix, broker, kafka):
         manifest(directory, name,
                  route(name, broker.url, [f"scale/{name}/+"], kafka.bootstrap, topic_of(i),
                        transforms=transform,
+                       extra_source="    connection: shared\n" if i % 2 else "",
                        extra=f"drain_timeout_ms: {DRAIN_TIMEOUT_S * 1000}\n"
                              f"buffer: {{ max_bytes: {BUFFER_BYTES} }}\n"
                              f"max_payload_bytes: {MAX_PAYLOAD}\n"))
