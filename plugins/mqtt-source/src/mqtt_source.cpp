@@ -520,6 +520,7 @@ void MqttSource::on_wake() {
     } catch (const std::exception& e) {
         // Only a bug or a lack of memory gets here: the route is restarted.
         const std::string message = std::string("the connection handling failed: ") + e.what();
+        machine_failed_ = true;
         host_.error(message);
         host_.report_state(sdk::Status::fatal, message);
     }
@@ -607,8 +608,10 @@ MqttSource::Task<void> MqttSource::run() {
             continue;
         }
         if (sub.error.empty()) {
+            // A group's routes each log their own "receiving" line (SharedConnection).
             host_.info("subscribed to " + std::to_string(settings_.topics.size()) +
-                       " topic filter(s); receiving");
+                       (role_ == Role::group ? " filter(s) of its routes"
+                                             : " topic filter(s); receiving"));
             host_.report_state(sdk::Status::ok);
         } else {
             co_await subscription_failed(sub);
@@ -685,7 +688,7 @@ MqttSource::Task<MqttSource::Wake> MqttSource::wait_connected() {
 bool MqttSource::pause_input(milliseconds d) {
     {
         std::lock_guard lock(mu_);
-        if (!cannot_hold_.empty() || stopping_) return false;
+        if (!cannot_hold_.empty() || stopping_ || machine_failed_) return false;
         hold_ = true;
         hold_until_ = std::max(hold_until_, Clock::now() + d);
     }

@@ -198,7 +198,8 @@ private:
     // we subscribe to), else why it would.
     std::string cannot_hold_;
     std::atomic<bool> stop_requested_{false};
-    bool started_ = false;  // start() and stop() never run concurrently (abi.h)
+    std::atomic<bool> machine_failed_{false};  // run() ended with an exception
+    bool started_ = false;                     // start() and stop() never run concurrently (abi.h)
 
     // run() and where it waits: touched only by the driver, and by start() and stop() while
     // the driver does not run this instance.

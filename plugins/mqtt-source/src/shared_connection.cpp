@@ -358,6 +358,13 @@ int SharedConnection::host_log_enabled(void* ctx, int level) {
 
 void SharedConnection::host_report_state(void* ctx, sluice_status state, const char* reason) {
     auto* self = static_cast<SharedConnection*>(ctx);
+    if (state == SLUICE_FATAL) {
+        // Its routes restart; they must find a new connection, not this one, whose state
+        // machine has ended.
+        std::lock_guard registry_lock(registry_mu);
+        auto it = registry().find(self->key_);
+        if (it != registry().end() && it->second.lock().get() == self) registry().erase(it);
+    }
     std::unique_lock lock(self->mu_);
     const std::string why = reason != nullptr ? reason : "";
     if (state == self->state_ && why == self->state_reason_) return;
