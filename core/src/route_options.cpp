@@ -127,9 +127,14 @@ const std::vector<RouteOptionDef>& route_option_defs() {
                     "Most messages moved through the pipeline in one batch.", 1, 100000),
          [](RouteOptions& o, const std::string& v) { o.batch_size = std::stoull(v); },
          [](const RouteOptions& o) { return std::to_string(o.batch_size); }},
-        {field_spec("max_in_flight", SLUICE_FIELD_INT, "4",
+        {field_spec("max_in_flight", SLUICE_FIELD_INT, "32",
                     "Sinks with pipelined delivery (kafka-sink): most batches sent and not yet "
-                    "confirmed at once. More hides the destination's round trip; batches are "
+                    "confirmed at once. More hides the destination's round trip: a route sends "
+                    "what it has as soon as it has it, so at a few hundred messages per second "
+                    "a batch holds one or two, and each waits for the producer's linger.ms and "
+                    "the cluster's answer; fewer than that many batches adds their wait to the "
+                    "latency. What is in flight stays in the route's buffer, which bounds it in "
+                    "bytes. Batches are "
                     "confirmed in order, and a retry resends from the first unconfirmed message "
                     "on, so a key's messages never overtake each other (a retry may repeat "
                     "later ones). 1 waits for each batch before the next.",
