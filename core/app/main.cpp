@@ -453,6 +453,10 @@ int cmd_run(const Options& o) {
                                   " routes; raise it (ulimit -n, systemd LimitNOFILE=)");
     }
     sluice::Supervisor supervisor(loaded->host.state_dir);
+    // check_memory_budget() made sure the buffers fit.
+    supervisor.set_memory_budget(
+        loaded->host.memory_limit -
+        std::min(loaded->host.memory_limit, sluice::memory_buffers_bytes(loaded->routes)));
     sluice::log::info("", "sluice " SLUICE_SDK_VERSION_STRING " starting " +
                               std::to_string(loaded->routes.size()) + " route(s) on " +
                               std::to_string(supervisor.executor().base_threads()) +

@@ -556,14 +556,21 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
 
 }  // namespace
 
-void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig& host,
-                         Diagnostics& diag) {
+std::uint64_t memory_buffers_bytes(const std::vector<RouteSpec>& routes) {
     std::uint64_t total = 0;
-    std::vector<const RouteSpec*> memory_routes;
     for (const auto& r : routes) {
         if (r.options.buffer.type != BufferOptions::Type::memory) continue;
         total += r.options.buffer.max_bytes + r.options.buffer.headroom();
-        memory_routes.push_back(&r);
+    }
+    return total;
+}
+
+void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig& host,
+                         Diagnostics& diag) {
+    const std::uint64_t total = memory_buffers_bytes(routes);
+    std::vector<const RouteSpec*> memory_routes;
+    for (const auto& r : routes) {
+        if (r.options.buffer.type == BufferOptions::Type::memory) memory_routes.push_back(&r);
     }
     if (total <= host.memory_limit) return;
     std::sort(memory_routes.begin(), memory_routes.end(), [](const auto* a, const auto* b) {

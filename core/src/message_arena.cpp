@@ -85,6 +85,12 @@ void MessageArena::shrink(std::size_t keep_bytes) {
     views_valid_ = false;
 }
 
+std::size_t MessageArena::footprint() const {
+    return bytes_.capacity() + entries_.capacity() * sizeof(Entry) +
+           headers_.capacity() * sizeof(headers_[0]) + views_.capacity() * sizeof(views_[0]) +
+           header_views_.capacity() * sizeof(header_views_[0]);
+}
+
 void MessageArena::swap(MessageArena& other) noexcept {
     bytes_.swap(other.bytes_);
     entries_.swap(other.entries_);

@@ -44,8 +44,12 @@ const char* route_state_name(RouteState s) {
     return "unknown";
 }
 
-Route::Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir)
-    : spec_(std::move(spec)), executor_(executor), state_dir_(std::move(state_dir)) {
+Route::Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir,
+             std::uint64_t memory_budget)
+    : spec_(std::move(spec)),
+      executor_(executor),
+      state_dir_(std::move(state_dir)),
+      memory_budget_(memory_budget) {
     backoff_ms_ = spec_.options.restart_initial_ms;
     completion_.struct_size = sizeof completion_;
     completion_.ctx = this;
@@ -140,7 +144,8 @@ RouteStatus Route::status() const {
             call != nullptr ? *call : std::string(),
             counters_.holds.load(),
             counters_.dead_letter_failed.load(),
-            in_flight_count_.load()};
+            in_flight_count_.load(),
+            spare_bytes_.load()};
 }
 
 std::string Route::summary() const {
@@ -252,6 +257,7 @@ Route::StageHost* Route::make_host(const StageSpec& s) {
     h->api.abi_major = SLUICE_ABI_MAJOR;
     h->api.abi_minor = SLUICE_ABI_MINOR;
     h->api.max_payload_bytes = spec_.options.max_payload_bytes;
+    h->api.memory_budget_bytes = memory_budget_;
     h->api.ctx = h.get();
     h->api.log = [](void* ctx, int level, const char* message) {
         log::write(static_cast<sluice_log_level>(level), static_cast<StageHost*>(ctx)->scope,

@@ -12,6 +12,7 @@
 
 #include "sluice/core/log.hpp"
 #include "sluice/core/route.hpp"
+#include "sluice/core/runtime/memory_release.hpp"
 
 namespace sluice {
 
@@ -309,12 +310,26 @@ Route::Step Route::step_pipelined() {
     return submit_pending();
 }
 
+std::uint64_t Route::spare_footprint() const {
+    std::uint64_t n = buffer_->spare_bytes();
+    for (const MessageArena* a :
+         {&ingress_, &pending_, &scratch_, &work_a_, &work_b_, &dead_letters_}) {
+        n += a->footprint();
+    }
+    for (const auto& a : spare_arenas_) n += a.footprint();
+    return n;
+}
+
 void Route::trim_memory() {
+    const std::uint64_t before = spare_footprint();
     for (MessageArena* a : {&ingress_, &pending_, &scratch_, &work_a_, &work_b_, &dead_letters_}) {
         a->shrink(kKeepArenaBytes);
     }
     for (auto& a : spare_arenas_) a.shrink(kKeepArenaBytes);
     buffer_->trim();
+    const std::uint64_t after = spare_footprint();
+    spare_bytes_.store(after, std::memory_order_relaxed);
+    if (before > after) memory::released(before - after);
 }
 
 }  // namespace sluice

@@ -10,7 +10,7 @@ Supervisor::~Supervisor() {
 }
 
 void Supervisor::start(RouteSpec spec) {
-    auto route = std::make_unique<Route>(std::move(spec), executor_, state_dir_);
+    auto route = std::make_unique<Route>(std::move(spec), executor_, state_dir_, memory_budget_);
     route->start();
     std::lock_guard lock(mu_);
     routes_.push_back(std::move(route));

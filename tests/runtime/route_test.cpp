@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "sluice/core/manifest.hpp"
+#include "sluice/core/runtime/memory_release.hpp"
 #include "sluice/core/supervisor.hpp"
 
 namespace fs = std::filesystem;
@@ -533,6 +534,34 @@ long number_in(const fs::path& file) {
 }
 
 }  // namespace
+
+TEST_CASE("a route gives back what a burst made its arenas grow to once it is idle",
+          "[runtime][memory]") {
+    // 5,000 messages of 4 KB against a sink that takes its time: batches of 500 (2 MB each)
+    // fill the route's arenas. Idle again, the route keeps at most a few small spares, and the
+    // process hands the freed pages back to the system (malloc_trim).
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup(dir / "state", 2);
+    const auto trims_before = sluice::memory::trims();
+    for (auto& r : routes(dir, R"(route: burst
+batch_size: 500
+buffer: {max_bytes: 33554432}
+source: {burst-source: {count: 5000, payload_bytes: 4000, end_of_input: false}}
+sink: {async-sink: {delay_ms: 5, file: "${DIR}/out"}}
+)")) {
+        sup.start(std::move(r));
+    }
+    REQUIRE(wait_until([&] { return find(sup.status(), "burst").delivered == 5000; }));
+    REQUIRE(wait_until([&] {
+        const auto s = find(sup.status(), "burst");
+        return s.buffered == 0 && s.in_flight == 0 && s.spare_bytes > 0;
+    }));
+    const auto s = find(sup.status(), "burst");
+    INFO("spare bytes after the burst: " << s.spare_bytes);
+    CHECK(s.spare_bytes < (1u << 20));
+    CHECK(sluice::memory::trims() > trims_before);
+    sup.stop_all();
+}
 
 TEST_CASE("a pipelined sink has several batches in flight, confirmed in order",
           "[runtime][pipeline]") {

@@ -123,6 +123,15 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def rss_bytes(pid):
+    """Resident set size of a live process (VmRSS)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 class Processes:
     """Everything this script starts; stop_all() ends each by its pid (SIGTERM, then SIGKILL)."""
 
@@ -446,12 +455,14 @@ def run_once(args, scenario, rows, workdir):
         deadline = start + args.timeout
         total = 0
         first_record = None
+        rss_peak = 0
         timeline = []  # (s since spawn, records in Kafka, sluice CPU s) every ~0.5 s
         while True:
             if proc.poll() is not None:
                 raise BenchError(f"sluice exited {proc.returncode} during the drain "
                                  f"({total} of {sent} in Kafka):\n{tail(run_log)}")
             sluice_cpu = cpu_s(proc.pid)
+            rss_peak = max(rss_peak, rss_bytes(proc.pid))
             now = time.monotonic()
             total = reader.total()
             if total and first_record is None:
@@ -471,7 +482,13 @@ def run_once(args, scenario, rows, workdir):
                       timeline=timeline,
                       mosquitto_cpu_s=cpu_s(env.mosquitto.pid) - mosq_cpu0,
                       kafka_cpu_s=cpu_s(env.kafka.pid) - kafka_cpu0)
-        time.sleep(0.5)  # anything beyond N would be duplicates
+        # Anything beyond N would be duplicates. Meanwhile the routes go idle, and what the
+        # burst made large should be given back (route arenas, the allocator's free pages).
+        settle_until = time.monotonic() + args.settle_s
+        while time.monotonic() < settle_until:
+            rss_peak = max(rss_peak, rss_bytes(proc.pid))
+            time.sleep(POLL_S)
+        result.update(rss_peak=rss_peak, rss_after=rss_bytes(proc.pid))
         result["kafka_records"] = reader.total()
         counters = route_counters(stop_sluice(env, proc, run_log))
         result.update(sluice_counters=counters)
@@ -711,6 +728,9 @@ def main():
                              "draining a backlog")
     parser.add_argument("--timeout", type=float, default=300,
                         help="bound on each publish and each drain, seconds (default 300)")
+    parser.add_argument("--settle-s", type=float, default=2.0,
+                        help="seconds the drained process stays up before it is stopped; its "
+                             "RSS at the end of them is reported beside the peak (default 2)")
     parser.add_argument("--baseline-build", metavar="DIR",
                         help="another build (e.g. of an earlier commit): each Sluice scenario "
                              "also runs with its binaries as <scenario>@base, interleaved in "
@@ -769,8 +789,11 @@ def main():
                 r["run"] = k + 1
                 runs.append(r)
                 extra = f"; FINDING: {r['finding']}" if "finding" in r else ""
+                rss = (f", RSS peak {r['rss_peak'] / 2**20:.1f} MiB, "
+                       f"{r['rss_after'] / 2**20:.1f} MiB {args.settle_s:g} s after"
+                       if "rss_after" in r else "")
                 log(f"  {r['messages']} msgs in {r['drain_s']:.2f} s = "
-                    f"{r['msgs_per_s']:.0f} msg/s, {r['cpu_us_per_msg']:.1f} us CPU/msg{extra}")
+                    f"{r['msgs_per_s']:.0f} msg/s, {r['cpu_us_per_msg']:.1f} us CPU/msg{rss}{extra}")
         table = summarise(runs, scenarios)
         n = runs[0]["messages"] if runs else 0
         if table:

@@ -126,10 +126,15 @@ public:
     void trim() override {
         std::lock_guard lock(mu_);
         // Only what a burst made large: small spares are what steady traffic reuses.
-        std::erase_if(spare_, [](const MessageArena& a) {
-            return a.capacity_bytes() > kIdleArenaBytes;
-        });
+        std::erase_if(spare_,
+                      [](const MessageArena& a) { return a.capacity_bytes() > kIdleArenaBytes; });
         filling_.arena.shrink(kIdleArenaBytes);
+    }
+    std::uint64_t spare_bytes() const override {
+        std::lock_guard lock(mu_);
+        std::uint64_t n = filling_.arena.empty() ? filling_.arena.footprint() : 0;
+        for (const auto& a : spare_) n += a.footprint();
+        return n;
     }
 
 private:

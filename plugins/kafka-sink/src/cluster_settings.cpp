@@ -37,9 +37,10 @@ struct DefaultProperty {
     const char* value;
 };
 constexpr std::array kDefaultProperties{
-    DefaultProperty{"queue.buffering.max.kbytes", "65536"},
     DefaultProperty{"queue.buffering.max.messages", "100000"},
 };
+constexpr std::uint64_t kMinQueueKbytes = 1024;
+constexpr std::uint64_t kMaxQueueKbytes = 65536;
 
 bool contains_ci(std::string_view text, std::string_view word) {
     return std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
@@ -70,6 +71,11 @@ void append_field(std::string& out, std::string_view value) {
 
 }  // namespace
 
+std::uint64_t queue_kbytes_for(std::uint64_t budget_bytes) {
+    if (budget_bytes == 0) return kMaxQueueKbytes;
+    return std::clamp<std::uint64_t>(budget_bytes / 4 / 1024, kMinQueueKbytes, kMaxQueueKbytes);
+}
+
 bool is_secret_property(std::string_view name) {
     return contains_ci(name, "password") || contains_ci(name, "secret");
 }
@@ -96,6 +102,7 @@ std::string ClusterSettings::canonical_key() const {
     append_field(key, idempotence ? "1" : "0");
     append_field(key, std::to_string(linger_ms));
     append_field(key, std::to_string(delivery_timeout_ms));
+    append_field(key, std::to_string(queue_kbytes));
     auto sorted = properties;
     std::stable_sort(sorted.begin(), sorted.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -110,7 +117,8 @@ std::string ClusterSettings::describe() const {
     std::string out = "brokers=" + brokers + " compression=" + compression + " acks=" + acks +
                       " idempotence=" + (idempotence ? "true" : "false") +
                       " linger_ms=" + std::to_string(linger_ms) +
-                      " delivery_timeout_ms=" + std::to_string(delivery_timeout_ms);
+                      " delivery_timeout_ms=" + std::to_string(delivery_timeout_ms) +
+                      " queue.buffering.max.kbytes=" + std::to_string(queue_kbytes);
     for (const auto& [name, value] : properties) {
         out += " " + name + "=" + (is_secret_property(name) ? std::string("***") : value);
     }
@@ -138,6 +146,7 @@ int ClusterSettings::apply(rd_kafka_conf_t* conf, const ReportFn& report) const 
     set("linger_ms", "linger.ms", std::to_string(linger_ms));
     set("delivery_timeout_ms", "message.timeout.ms", std::to_string(delivery_timeout_ms));
     // Before `properties`, which override them when set there.
+    set("properties", "queue.buffering.max.kbytes", std::to_string(queue_kbytes));
     for (const auto& d : kDefaultProperties) set("properties", d.property, d.value);
     for (const auto& [name, value] : properties) {
         const auto owned = std::find_if(kOwnedProperties.begin(), kOwnedProperties.end(),

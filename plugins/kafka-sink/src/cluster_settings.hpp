@@ -26,6 +26,8 @@ struct ClusterSettings {
     bool idempotence = true;
     std::int64_t linger_ms = 5;
     std::int64_t delivery_timeout_ms = 30000;
+    /// queue.buffering.max.kbytes unless `properties` sets it (queue_kbytes_for()).
+    std::uint64_t queue_kbytes = 65536;
     /// Passed to rd_kafka_conf_set as written, in manifest order.
     std::vector<std::pair<std::string, std::string>> properties;
 
@@ -46,6 +48,12 @@ struct ClusterSettings {
     /// Cross-field rules librdkafka would only enforce when the producer is created.
     int check_consistency(const ReportFn& report) const;
 };
+
+/// The producer queue's bound (queue.buffering.max.kbytes) for a process whose memory budget
+/// leaves `budget_bytes` beyond the routes' buffers (0: unknown): a quarter of that, from
+/// 1 MiB to 64 MiB. A quarter: the budget is the whole process's, and several producers and
+/// other plugins share it.
+std::uint64_t queue_kbytes_for(std::uint64_t budget_bytes);
 
 /// True for property names whose values must never appear in logs or messages.
 bool is_secret_property(std::string_view name);

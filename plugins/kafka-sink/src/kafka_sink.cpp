@@ -181,10 +181,12 @@ sdk::Spec KafkaSink::spec() {
                          "not know or a value it refuses. Properties that one of the options "
                          "above sets are refused here. Values of properties whose name contains "
                          "`password` or `secret` are never logged; prefer `${VAR}` for them. "
-                         "`queue.buffering.max.kbytes` (default here 65536, i.e. 64 MiB) and "
-                         "`queue.buffering.max.messages` (default 100000) bound the producer's "
-                         "local queue, which every route sharing the producer uses; when it is "
-                         "full, batches are retried rather than waited for.")
+                         "`queue.buffering.max.kbytes` and `queue.buffering.max.messages` "
+                         "(default 100000) bound the producer's local queue, which every route "
+                         "sharing the producer uses; when it is full, batches are retried "
+                         "rather than waited for. The kbytes default comes from the process's "
+                         "memory budget: a quarter of what the host config's `memory_limit` "
+                         "leaves beyond the routes' memory buffers, from 1 MiB to 64 MiB.")
             .example("{security.protocol: sasl_ssl, sasl.mechanisms: PLAIN, "
                      "sasl.username: sluice, sasl.password: \"${KAFKA_PASSWORD}\"}")
             .advanced());
@@ -235,6 +237,7 @@ KafkaSink::KafkaSink(const sdk::Config& config, sdk::Host& host)
       route_(config.route()),
       host_(host),
       tracker_(std::make_shared<kafka::DeliveryTracker>()) {
+    settings_.queue_kbytes = kafka::queue_kbytes_for(host.memory_budget_bytes());
     if (config.has("key")) key_ = config.templ("key");
     // The host fills in the default ["*"]; a config without the entry means the same.
     if (config.has("headers")) {

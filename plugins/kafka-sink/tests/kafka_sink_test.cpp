@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "../src/cluster_settings.hpp"
 #include "../src/producer_pool.hpp"
 #include "mock_kafka.hpp"
 
@@ -608,6 +609,46 @@ TEST_CASE("kafka-sink submit: an outage gives RETRY completions, nothing lost af
         CHECK(values.count("a-" + std::to_string(i)) >= 1);
         CHECK(values.count("b-" + std::to_string(i)) >= 1);
     }
+}
+
+TEST_CASE("kafka-sink: the producer queue is bounded by the process's memory budget",
+          "[kafka-sink][submit][memory]") {
+    // 4 MiB left beyond the routes' buffers: a quarter, 1 MiB, for the producer's queue. Two
+    // messages of 600 KB do not fit; with no budget known (64 MiB) they do. Nothing drains the
+    // queue: the cluster is unreachable.
+    const std::uint64_t budget = GENERATE(0ull, 4ull << 20);
+    INFO("memory budget " << budget);
+    Harness<KafkaSink>::RouteLimits limits;
+    limits.memory_budget_bytes = budget;
+    Harness<KafkaSink> h(std::map<std::string, Value>{{"brokers", "127.0.0.1:1"},
+                                                      {"topic", "nowhere"},
+                                                      {"idempotence", "false"},
+                                                      {"acks", "1"},
+                                                      {"delivery_timeout_ms", "30000"}},
+                         limits);
+    std::vector<OwnedMessage> batch;
+    for (int i = 0; i < 3; ++i) {
+        batch.push_back(keyed("sensors/x", std::string(600 * 1000, 'a'), "k" + std::to_string(i)));
+    }
+    const auto sent = h.submit(batch);
+    REQUIRE(sent.status == SLUICE_OK);
+    CHECK(h.interrupt());
+    const auto done = h.wait_completion(sent.token, milliseconds(2000));
+    REQUIRE(done);
+    std::size_t queue_full = 0;
+    for (const auto& r : done->rejects) {
+        queue_full += r.reason.find("queue is full") != std::string::npos ? 1 : 0;
+    }
+    if (budget == 0) {
+        CHECK(queue_full == 0);
+    } else {
+        CHECK(queue_full == 2);
+    }
+    CHECK(sluice::plugins::kafka::queue_kbytes_for(0) == 65536);
+    CHECK(sluice::plugins::kafka::queue_kbytes_for(4ull << 20) == 1024);
+    CHECK(sluice::plugins::kafka::queue_kbytes_for(16ull << 20) == 4096);
+    CHECK(sluice::plugins::kafka::queue_kbytes_for(1ull << 20) == 1024);   // at least 1 MiB
+    CHECK(sluice::plugins::kafka::queue_kbytes_for(2ull << 30) == 65536);  // at most 64 MiB
 }
 
 TEST_CASE("kafka-sink submit: a full local queue never blocks the caller", "[kafka-sink][submit]") {

@@ -222,6 +222,14 @@ typedef struct sluice_host_api {
     /** The route's `max_payload_bytes`: a source may tell its origin not to send more (MQTT 5
      *  Maximum Packet Size), so that an oversize message is refused where it starts. */
     uint64_t max_payload_bytes;
+
+    /* Since ABI 1.3 (zero from an older host: unknown). */
+
+    /** What the process's memory budget (the host config's `memory_limit`) leaves beyond what
+     *  every route's memory buffer may hold, in bytes. Shared by every plugin instance of the
+     *  process: a plugin that keeps messages in a queue of its own (a Kafka producer) bounds
+     *  that queue by a share of it. */
+    uint64_t memory_budget_bytes;
 } sluice_host_api;
 
 /* ---------------------------------------------------------------------------------------------

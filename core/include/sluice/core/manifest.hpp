@@ -62,6 +62,9 @@ std::vector<RouteSpec> load_routes(const std::vector<std::filesystem::path>& fil
                                    const PluginRegistry& registry, Diagnostics& diag,
                                    const EnvLookup& env);
 
+/// What the routes' memory buffers may hold together: their max_bytes plus headroom.
+std::uint64_t memory_buffers_bytes(const std::vector<RouteSpec>& routes);
+
 /// The routes' memory buffers must fit in the host's memory_limit together; reports the
 /// largest routes when they do not.
 void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig& host,

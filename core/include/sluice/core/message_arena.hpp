@@ -24,6 +24,8 @@ public:
     /// An empty arena gives back memory beyond `keep_bytes` that a burst made it grow to.
     void shrink(std::size_t keep_bytes);
     std::size_t capacity_bytes() const { return bytes_.capacity(); }
+    /// Heap memory the arena holds, used or kept for reuse.
+    std::size_t footprint() const;
     void swap(MessageArena& other) noexcept;
 
     /// The C view of all messages; valid until the next change to the arena.

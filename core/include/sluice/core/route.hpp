@@ -69,13 +69,18 @@ struct RouteStatus {
     std::uint64_t holds;   // times the source was held back (buffer full)
     std::uint64_t dead_letter_failed;
     std::uint64_t in_flight;  // batches handed to a pipelined sink, not yet confirmed
+    // Heap the route kept for reuse (empty arenas) when it last went idle: what a burst left.
+    std::uint64_t spare_bytes;
 };
 
 class Route : private Executor::Task {
 public:
     /// `state_dir`: where a disk buffer keeps its spool (routes/<name>/spool). `executor` runs
     /// the route and must outlive it.
-    Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir = {});
+    /// `memory_budget`: what the process's memory budget leaves beyond the routes' buffers,
+    /// told to its plugins (sluice_host_api.memory_budget_bytes; 0: unknown).
+    Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir = {},
+          std::uint64_t memory_budget = 0);
     ~Route() override;
     Route(const Route&) = delete;
     Route& operator=(const Route&) = delete;
@@ -164,7 +169,10 @@ private:
     std::uint64_t held_in_memory() const;
     bool on_own_thread() const;
     /// An idle route gives back what a burst made its arenas grow to.
+    // The route is idle: gives back what a burst made its arenas grow to, and records what it
+    // keeps (spare_bytes_).
     void trim_memory();
+    std::uint64_t spare_footprint() const;
 
     // route_ingress.cpp
     sluice_status take(const sluice_message& m);
@@ -207,6 +215,7 @@ private:
     Executor& executor_;
     std::shared_ptr<Executor::Slot> slot_;
     std::filesystem::path state_dir_;
+    std::uint64_t memory_budget_ = 0;
     std::unique_ptr<RouteBuffer> buffer_;
     RouteCounters counters_;
 
@@ -235,6 +244,7 @@ private:
     std::mutex completions_mu_;
     std::vector<Completion> completions_;          // guarded by completions_mu_
     std::atomic<std::size_t> in_flight_count_{0};  // for status()
+    std::atomic<std::uint64_t> spare_bytes_{0};    // for status(), set by trim_memory()
     std::uint64_t policy_errors_ = 0;  // handed to the error policy by the current chain run
 
     // The state machine (the route's own slices only).

@@ -20,6 +20,9 @@ public:
     explicit Supervisor(std::filesystem::path state_dir = "var/sluice", unsigned threads = 0)
         : executor_(threads), state_dir_(std::move(state_dir)) {}
     ~Supervisor();
+    /// What the process's memory budget leaves beyond the routes' buffers, told to every
+    /// plugin instance of the routes started from now on (sluice_host_api).
+    void set_memory_budget(std::uint64_t bytes) { memory_budget_ = bytes; }
     void start(RouteSpec spec);
     /// Asks every route to stop and drain; returns at once.
     void request_stop_all();
@@ -35,6 +38,7 @@ public:
 private:
     Executor executor_;  // first: outlives the routes that run on it
     std::filesystem::path state_dir_;
+    std::uint64_t memory_budget_ = 0;
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Route>> routes_;
 };

@@ -96,6 +96,16 @@ public:
         return api_->max_payload_bytes;
     }
 
+    /// The process's memory budget left beyond the routes' buffers (abi.h); 0 when the host
+    /// is older than ABI 1.3 (unknown).
+    std::uint64_t memory_budget_bytes() const {
+        if (api_ == nullptr ||
+            api_->struct_size < offsetof(sluice_host_api, memory_budget_bytes) + sizeof(uint64_t)) {
+            return 0;
+        }
+        return api_->memory_budget_bytes;
+    }
+
 private:
     const sluice_host_api* api_;
 };

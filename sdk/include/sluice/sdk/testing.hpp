@@ -187,6 +187,7 @@ public:
     const sluice_host_api* api() const { return &api_; }
     /// The route limit the host announces (ABI 1.1); 0: unknown, as from an older host.
     void set_max_payload_bytes(std::uint64_t bytes) { api_.max_payload_bytes = bytes; }
+    void set_memory_budget_bytes(std::uint64_t bytes) { api_.memory_budget_bytes = bytes; }
     /// While set, every log call waits.
     void stall_logs(bool stall) { stall_logs_.store(stall); }
     std::vector<std::pair<int, std::string>> logs() const {
@@ -391,7 +392,8 @@ public:
 
     /// What the host tells the plugin about its route.
     struct RouteLimits {
-        std::uint64_t max_payload_bytes = 0;  // 0: unknown (a host older than ABI 1.1)
+        std::uint64_t max_payload_bytes = 0;    // 0: unknown (a host older than ABI 1.1)
+        std::uint64_t memory_budget_bytes = 0;  // 0: unknown (a host older than ABI 1.3)
     };
 
     /// Options as in a manifest, e.g. {{"parse", "csv"}, {"columns", {"a", "b"}}}; the route
@@ -400,6 +402,7 @@ public:
     explicit Harness(std::map<std::string, Value> values, RouteLimits limits = {})
         : d_(detail::descriptor<T>()), config_(*d_, std::move(values)) {
         host_.set_max_payload_bytes(limits.max_payload_bytes);
+        host_.set_memory_budget_bytes(limits.memory_budget_bytes);
         sluice_error err{};
         if (d_->create(host_.api(), config_.get(), &instance_, &err) != SLUICE_OK) {
             throw std::runtime_error(std::string("create failed: ") + err.message);

@@ -40,6 +40,8 @@ public:
     virtual void flush() {}
     /// Gives back memory kept for reuse (the route is idle). CONSUMER.
     virtual void trim() {}
+    /// Heap memory held besides the messages themselves (arenas kept for reuse). CONSUMER.
+    virtual std::uint64_t spare_bytes() const { return 0; }
 
     /// The size a message counts for in every buffer, so that limits mean the same thing
     /// whatever the buffer type: its bytes plus a fixed overhead for its bookkeeping.
