@@ -821,6 +821,17 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe_all(bool sessio
         host_.debug("session resumed: the broker kept the subscriptions");
         co_return Subscription{};
     }
+    if (role_ == Role::group) {
+        // A resumed session kept what was granted in it: with thousands of filters, sending
+        // them all again at every reconnect (each route leaving closes the connection for a
+        // moment) would cost far more than the routes' traffic.
+        if (!session_present) granted_.clear();
+        std::vector<std::string> todo;
+        for (const auto& t : settings_.topics) {
+            if (granted_.count(t) == 0) todo.push_back(t);
+        }
+        co_return co_await subscribe(todo);
+    }
     co_return co_await subscribe(settings_.topics);
 }
 
@@ -889,6 +900,7 @@ MqttSource::Task<MqttSource::Subscription> MqttSource::subscribe(
         }
         if (role_ == Role::group) {
             // A refused filter fails the routes that asked for it, not the connection.
+            if (refusal.empty()) granted_.insert(topic);
             group_->subscribed(topic, refusal);
         } else if (!refusal.empty()) {
             refused += (refused.empty() ? "'" : ", '") + topic + "' (" + refusal + ")";

@@ -32,6 +32,7 @@
 #include <optional>
 #include <sluice/sdk.hpp>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "connection_driver.hpp"
@@ -190,7 +191,9 @@ private:
     bool lost_ = false;
     std::string lost_reason_;
     std::vector<std::string> more_topics_;  // group: queued by add_topics()
-    bool hold_ = false;                     // the host's last hold_input() request
+    // group, driver thread only: the filters the broker granted in the current session.
+    std::unordered_set<std::string> granted_;
+    bool hold_ = false;  // the host's last hold_input() request
     // group: hold_ was set by pause_input(), which ends at this time
     Clock::time_point hold_until_ = Clock::time_point::min();
     bool hold_warned_ = false;  // the "cannot hold back" warning is out (once per instance)

@@ -120,56 +120,89 @@ SharedConnection::SharedConnection(const Settings& settings, std::string key,
 }
 
 SharedConnection::~SharedConnection() {
-    // leave() stopped the group; this only frees it (its destructor waits for paho's threads).
+    // The last leave() stopped the group already (this stop returns at once then); the group
+    // must be stopped before it is freed, so that paho delivers nothing into a half-destroyed
+    // object.
+    closing_ = true;
+    group_->stop(std::chrono::milliseconds(1000));
     group_.reset();
 }
 
 void SharedConnection::attach(MqttSource& member) {
     std::vector<std::string> fresh;
+    std::vector<Report> reports;
     {
-        std::unique_lock lock(mu_);
-        members_.emplace(&member, Member{});
-        std::vector<std::uint32_t> ids;
-        for (const auto& text : member.settings().topics) {
-            const std::uint32_t id = subscription_id(text);
-            ids.push_back(id);
-            auto& list = filters_[id];
-            auto f = std::find_if(list.begin(), list.end(),
-                                  [&](const Filter& x) { return x.text == text; });
-            if (f == list.end()) {
-                list.push_back(Filter{text, {}, Filter::State::pending, {}});
-                f = std::prev(list.end());
-                fresh.push_back(text);
-            }
-            f->members.push_back(&member);
-        }
-        // What arrived for these filters before this route ran goes to it first, in order:
-        // new messages wait for mu_ meanwhile.
+        std::lock_guard report_lock(report_mu_);
         {
-            std::lock_guard park_lock(park_mu_);
-            expire_parked(Clock::now());
-            for (auto p = parked_.begin(); p != parked_.end();) {
-                const bool by_id =
-                    p->ids.empty() || std::any_of(p->ids.begin(), p->ids.end(), [&](auto id) {
-                        return std::find(ids.begin(), ids.end(), id) != ids.end();
-                    });
-                const auto& topic = p->message->get_topic();
-                const bool wanted =
-                    by_id &&
-                    std::any_of(member.settings().topics.begin(), member.settings().topics.end(),
-                                [&](const auto& f) { return topic_matches(f, topic); });
-                if (!wanted) {
-                    ++p;
-                    continue;
+            std::unique_lock lock(mu_);
+            members_.emplace(&member, Member{});
+            for (const auto& text : member.settings().topics) {
+                auto& list = filters_[subscription_id(text)];
+                auto f = std::find_if(list.begin(), list.end(),
+                                      [&](const Filter& x) { return x.text == text; });
+                if (f == list.end()) {
+                    list.push_back(Filter{text, {}, Filter::State::pending, {}});
+                    f = std::prev(list.end());
+                    fresh.push_back(text);
                 }
-                member.on_message(p->message);
-                parked_bytes_ -= message_bytes(*p->message);
-                p = parked_.erase(p);
+                f->members.push_back(&member);
             }
+            // What arrived for these filters before this route ran goes to it first, in
+            // order: new messages wait for mu_ meanwhile.
+            hand_over_parked(member);
+            report_member(member, reports);
         }
-        report_member(member);
+        send(reports);
     }
     if (!fresh.empty()) group_->add_topics(std::move(fresh));
+}
+
+void SharedConnection::hand_over_parked(MqttSource& member) {
+    std::lock_guard park_lock(park_mu_);
+    expire_parked(Clock::now());
+    if (parked_.empty()) return;
+    const auto& topics = member.settings().topics;
+    std::vector<std::uint64_t> seqs(parked_any_.begin(), parked_any_.end());
+    for (const auto& text : topics) {
+        const auto [from, to] = parked_by_id_.equal_range(subscription_id(text));
+        for (auto it = from; it != to; ++it) seqs.push_back(it->second);
+    }
+    std::sort(seqs.begin(), seqs.end());
+    seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+    for (const std::uint64_t seq : seqs) {
+        const auto it = parked_.find(seq);
+        if (it == parked_.end()) continue;
+        Parked& p = it->second;
+        const std::string& topic = p.message->get_topic();
+        // The member's filters this message is for: those it matches, by identifier unless
+        // the broker named none.
+        std::vector<std::uint32_t> claimed;
+        for (const auto& text : topics) {
+            const std::uint32_t id = subscription_id(text);
+            const bool named = p.any || std::find(p.ids.begin(), p.ids.end(), id) != p.ids.end();
+            if (named && topic_matches(text, topic)) claimed.push_back(id);
+        }
+        if (claimed.empty()) continue;
+        member.on_message(p.message);
+        if (p.any) {
+            erase_parked(it, false);
+            continue;
+        }
+        // Other routes that matched it and have not joined yet still get it.
+        std::erase_if(p.ids, [&](std::uint32_t id) {
+            return std::find(claimed.begin(), claimed.end(), id) != claimed.end();
+        });
+        for (const std::uint32_t id : claimed) {
+            const auto [from, to] = parked_by_id_.equal_range(id);
+            for (auto e = from; e != to; ++e) {
+                if (e->second == seq) {
+                    parked_by_id_.erase(e);
+                    break;
+                }
+            }
+        }
+        if (p.ids.empty()) erase_parked(it, false);
+    }
 }
 
 void SharedConnection::leave(MqttSource& member, std::chrono::milliseconds deadline) {
@@ -177,8 +210,10 @@ void SharedConnection::leave(MqttSource& member, std::chrono::milliseconds deadl
     bool last = false;
     {
         std::lock_guard registry_lock(registry_mu);
-        std::shared_lock lock(mu_);
-        last = members_.size() == 1;
+        std::unique_lock lock(mu_);
+        // Two routes leaving at once: the one whose leave makes every member leaving is last.
+        ++leaving_;
+        last = leaving_ == members_.size();
         if (last) {
             // Joins from now on make a new connection.
             auto it = registry().find(key_);
@@ -199,7 +234,9 @@ void SharedConnection::leave(MqttSource& member, std::chrono::milliseconds deadl
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
     }
+    std::lock_guard report_lock(report_mu_);
     std::unique_lock lock(mu_);
+    --leaving_;
     members_.erase(&member);
     for (const auto& text : member.settings().topics) {
         auto it = filters_.find(subscription_id(text));
@@ -219,23 +256,25 @@ std::size_t SharedConnection::members() {
 }
 
 void SharedConnection::deliver(const ::mqtt::const_message_ptr& message) {
+    if (closing_) return;  // every route left; the connection is being closed
     // Reused: this runs on one thread only, for every message of every shared connection.
     thread_local std::vector<std::uint32_t> ids;
     thread_local std::vector<MqttSource*> targets;
+    thread_local std::vector<std::uint32_t> unclaimed;
     ids.clear();
     targets.clear();
+    unclaimed.clear();
     std::shared_lock lock(mu_);
-    collect(*message, ids, targets);
-    if (targets.empty()) {
-        // Under mu_: a route joining now either sees this message parked or is a target.
-        park(ids, message);
-        return;
-    }
+    collect(*message, ids, targets, unclaimed);
+    // Under mu_: a route joining now either sees this message parked or is a target.
+    if (!unclaimed.empty() || (ids.empty() && targets.empty()))
+        park(unclaimed, ids.empty(), message);
     for (MqttSource* m : targets) m->on_message(message);
 }
 
 void SharedConnection::collect(const ::mqtt::message& message, std::vector<std::uint32_t>& ids,
-                               std::vector<MqttSource*>& targets) {
+                               std::vector<MqttSource*>& targets,
+                               std::vector<std::uint32_t>& unclaimed) {
     const MQTTProperties& props = message.get_properties().c_struct();
     for (int i = 0; i < props.count; ++i) {
         if (props.array[i].identifier == MQTTPROPERTY_CODE_SUBSCRIPTION_IDENTIFIER) {
@@ -243,15 +282,16 @@ void SharedConnection::collect(const ::mqtt::message& message, std::vector<std::
         }
     }
     const std::string& topic = message.get_topic();
+    // True when the filter matched and some route took the message through it.
     const auto take = [&](const Filter& f) {
-        if (!topic_matches(f.text, topic)) return;
+        if (!topic_matches(f.text, topic)) return false;
         for (MqttSource* m : f.members) {
             if (std::find(targets.begin(), targets.end(), m) == targets.end()) targets.push_back(m);
         }
+        return !f.members.empty();
     };
     if (ids.empty()) {
-        // A broker that sends no identifiers (it said so in CONNACK, and the group warned):
-        // every filter is looked at.
+        // A broker that sends no identifiers: every filter is looked at.
         for (const auto& [id, list] : filters_) {
             for (const auto& f : list) take(f);
         }
@@ -259,47 +299,74 @@ void SharedConnection::collect(const ::mqtt::message& message, std::vector<std::
     }
     for (const std::uint32_t id : ids) {
         const auto it = filters_.find(id);
-        if (it == filters_.end()) continue;
-        for (const auto& f : it->second) take(f);
+        bool taken = false;
+        if (it != filters_.end()) {
+            for (const auto& f : it->second) taken = take(f) || taken;
+        }
+        // A subscription whose route is not running (restarting, not joined yet, or gone):
+        // its copy waits.
+        if (!taken) unclaimed.push_back(id);
     }
 }
 
-void SharedConnection::park(std::vector<std::uint32_t> ids,
+void SharedConnection::park(std::vector<std::uint32_t> ids, bool any,
                             const ::mqtt::const_message_ptr& message) {
     std::lock_guard lock(park_mu_);
     const auto now = Clock::now();
     expire_parked(now);
     while (!parked_.empty() && (parked_.size() >= kParkMaxMessages ||
                                 parked_bytes_ + message_bytes(*message) > kParkMaxBytes)) {
-        group_->note_unclaimed(parked_.front().message->get_topic());
-        parked_bytes_ -= message_bytes(*parked_.front().message);
-        parked_.pop_front();
+        erase_parked(parked_.begin(), true);
     }
+    const std::uint64_t seq = next_parked_++;
+    for (const std::uint32_t id : ids) parked_by_id_.emplace(id, seq);
+    if (any) parked_any_.insert(seq);
     parked_bytes_ += message_bytes(*message);
-    parked_.push_back(Parked{std::move(ids), message, now});
+    parked_.emplace(seq, Parked{std::move(ids), any, message, now});
 }
 
 void SharedConnection::expire_parked(Clock::time_point now) {
-    while (!parked_.empty() && now - parked_.front().at > kParkFor) {
-        group_->note_unclaimed(parked_.front().message->get_topic());
-        parked_bytes_ -= message_bytes(*parked_.front().message);
-        parked_.pop_front();
+    while (!parked_.empty() && now - parked_.begin()->second.at > kParkFor) {
+        erase_parked(parked_.begin(), true);
     }
+}
+
+void SharedConnection::erase_parked(std::map<std::uint64_t, Parked>::iterator it, bool unclaimed) {
+    const std::uint64_t seq = it->first;
+    Parked& p = it->second;
+    if (unclaimed && !closing_) group_->note_unclaimed(p.message->get_topic());
+    for (const std::uint32_t id : p.ids) {
+        const auto [from, to] = parked_by_id_.equal_range(id);
+        for (auto e = from; e != to; ++e) {
+            if (e->second == seq) {
+                parked_by_id_.erase(e);
+                break;
+            }
+        }
+    }
+    parked_any_.erase(seq);
+    parked_bytes_ -= message_bytes(*p.message);
+    parked_.erase(it);
 }
 
 void SharedConnection::subscribed(const std::string& filter, const std::string& refusal) {
-    std::unique_lock lock(mu_);
-    const auto it = filters_.find(subscription_id(filter));
-    if (it == filters_.end()) return;
-    for (auto& f : it->second) {
-        if (f.text != filter) continue;
-        f.state = refusal.empty() ? Filter::State::granted : Filter::State::refused;
-        f.refusal = refusal;
-        for (MqttSource* m : f.members) report_member(*m);
+    std::vector<Report> reports;
+    std::lock_guard report_lock(report_mu_);
+    {
+        std::unique_lock lock(mu_);
+        const auto it = filters_.find(subscription_id(filter));
+        if (it == filters_.end()) return;
+        for (auto& f : it->second) {
+            if (f.text != filter) continue;
+            f.state = refusal.empty() ? Filter::State::granted : Filter::State::refused;
+            f.refusal = refusal;
+            for (MqttSource* m : f.members) report_member(*m, reports);
+        }
     }
+    send(reports);
 }
 
-void SharedConnection::report_member(MqttSource& member) {
+void SharedConnection::report_member(MqttSource& member, std::vector<Report>& out) {
     const auto it = members_.find(&member);
     if (it == members_.end()) return;
     sluice_status status = state_;
@@ -330,10 +397,17 @@ void SharedConnection::report_member(MqttSource& member) {
     if (m.reported == status && m.reason == reason) return;
     m.reported = status;
     m.reason = reason;
-    member.host_.report_state(static_cast<sdk::Status>(status), reason);
-    if (status == SLUICE_OK) {
-        member.host_.info("subscribed to " + std::to_string(member.settings().topics.size()) +
-                          " topic filter(s) on the shared connection; receiving");
+    out.push_back(Report{&member, status, std::move(reason)});
+}
+
+void SharedConnection::send(const std::vector<Report>& reports) {
+    for (const auto& r : reports) {
+        r.member->host_.report_state(static_cast<sdk::Status>(r.status), r.reason);
+        if (r.status == SLUICE_OK) {
+            r.member->host_.info("subscribed to " +
+                                 std::to_string(r.member->settings().topics.size()) +
+                                 " topic filter(s) on the shared connection; receiving");
+        }
     }
 }
 
@@ -365,12 +439,17 @@ void SharedConnection::host_report_state(void* ctx, sluice_status state, const c
         auto it = registry().find(self->key_);
         if (it != registry().end() && it->second.lock().get() == self) registry().erase(it);
     }
-    std::unique_lock lock(self->mu_);
-    const std::string why = reason != nullptr ? reason : "";
-    if (state == self->state_ && why == self->state_reason_) return;
-    self->state_ = state;
-    self->state_reason_ = why;
-    for (auto& entry : self->members_) self->report_member(*entry.first);
+    std::vector<Report> reports;
+    std::lock_guard report_lock(self->report_mu_);
+    {
+        std::unique_lock lock(self->mu_);
+        const std::string why = reason != nullptr ? reason : "";
+        if (state == self->state_ && why == self->state_reason_) return;
+        self->state_ = state;
+        self->state_reason_ = why;
+        for (auto& entry : self->members_) self->report_member(*entry.first, reports);
+    }
+    send(reports);
 }
 
 }  // namespace sluice::plugins::mqtt_source

@@ -29,12 +29,13 @@
 #include <mqtt/message.h>
 #include <sluice/abi.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <sluice/sdk.hpp>
 #include <string>
@@ -86,22 +87,38 @@ private:
         std::string refusal;
     };
     struct Parked {
+        // The subscriptions it matched that no running route has; empty with `any`.
         std::vector<std::uint32_t> ids;
+        bool any = false;  // the broker named no subscription: any matching filter claims it
         ::mqtt::const_message_ptr message;
         std::chrono::steady_clock::time_point at;
     };
-    // With mu_ held (shared or exclusive).
-    void collect(const ::mqtt::message& message, std::vector<std::uint32_t>& ids,
-                 std::vector<MqttSource*>& targets);
-    void park(std::vector<std::uint32_t> ids, const ::mqtt::const_message_ptr& message);
-    void expire_parked(std::chrono::steady_clock::time_point now);  // with park_mu_ held
     struct Member {
         int reported = -1;  // the sluice_status last reported to it; -1: none yet
         std::string reason;
     };
-    // Reports the state `member` should show, from the connection's and its filters', when it
-    // differs from what it was told last. With mu_ held exclusively.
-    void report_member(MqttSource& member);
+    // A state to tell a member, worked out under mu_ and told after it is released.
+    struct Report {
+        MqttSource* member;
+        sluice_status status;
+        std::string reason;
+    };
+    // With mu_ held (shared or exclusive): the routes `message` goes to, and the subscriptions
+    // it matched that no running route has (`unclaimed`).
+    void collect(const ::mqtt::message& message, std::vector<std::uint32_t>& ids,
+                 std::vector<MqttSource*>& targets, std::vector<std::uint32_t>& unclaimed);
+    // With mu_ held (shared or exclusive); takes park_mu_.
+    void park(std::vector<std::uint32_t> ids, bool any, const ::mqtt::const_message_ptr& message);
+    // With park_mu_ held.
+    void expire_parked(std::chrono::steady_clock::time_point now);
+    void erase_parked(std::map<std::uint64_t, Parked>::iterator it, bool unclaimed);
+    // With mu_ held exclusively: hands `member` what was parked for its filters, in order.
+    void hand_over_parked(MqttSource& member);
+    // With mu_ held exclusively: what `member` should be told, if it differs from what it was
+    // told last (from the connection's state and its filters').
+    void report_member(MqttSource& member, std::vector<Report>& out);
+    // With report_mu_ held and mu_ not: tells the members (the host may log per route).
+    static void send(const std::vector<Report>& reports);
     // group_host_'s API: log through one member, state to every member.
     static void host_log(void* ctx, int level, const char* message);
     static int host_log_enabled(void* ctx, int level);
@@ -112,8 +129,13 @@ private:
     sluice_host_api group_api_{};
     sdk::Host group_host_{&group_api_};
 
+    // Held while members are told their state, which is done without mu_ (so that paho's
+    // thread is not held up meanwhile); leave() takes it, so a member is never told anything
+    // after it left. Order: registry, report_mu_, mu_, park_mu_.
+    std::mutex report_mu_;
     std::shared_mutex mu_;
     std::unordered_map<MqttSource*, Member> members_;
+    std::size_t leaving_ = 0;  // members inside leave(): the one that makes it all is last
     std::unordered_map<std::uint32_t, std::vector<Filter>> filters_;  // by subscription id
     // The connection's, as the group last reported it. Nothing is reported to a route for the
     // connection until it fails (a dedicated route reports nothing while it first connects).
@@ -121,8 +143,12 @@ private:
     std::string state_reason_;
 
     std::mutex park_mu_;
-    std::deque<Parked> parked_;
+    std::map<std::uint64_t, Parked> parked_;  // by arrival
+    std::unordered_multimap<std::uint32_t, std::uint64_t> parked_by_id_;
+    std::set<std::uint64_t> parked_any_;
+    std::uint64_t next_parked_ = 0;
     std::uint64_t parked_bytes_ = 0;
+    std::atomic<bool> closing_{false};  // the destructor runs: nothing is parked any more
 
     // Last: it calls back into this object until it is gone.
     std::unique_ptr<MqttSource> group_;

@@ -199,6 +199,65 @@ TEST_CASE("routes leaving a shared session one after the other leave their messa
     CHECK(before < static_cast<std::size_t>(kMessages));  // the stop came while traffic flowed
 }
 
+TEST_CASE("routes leaving a shared session at the same time leave their messages queued",
+          "[mqtt-source][shared][broker][session]") {
+    // As when the host stops every route at once, on several threads: one of them is last and
+    // closes the connection; nothing arrives for a route that already left.
+    MosquittoOptions config;
+    config.extra_config = {"max_queued_messages 100000"};
+    Mosquitto broker(config);
+    auto one = std::make_unique<Source>(shared(broker.url(), {"c/1"}));
+    auto two = std::make_unique<Source>(shared(broker.url(), {"c/2"}));
+    wait_ok(*one);
+    wait_ok(*two);
+    constexpr int kMessages = 2000;
+    std::vector<std::string> payloads;
+    for (int i = 0; i < kMessages; ++i) payloads.push_back(std::to_string(i));
+    std::thread p1([&] { broker.publish_lines("c/1", payloads, 1); });
+    std::thread p2([&] { broker.publish_lines("c/2", payloads, 1); });
+    REQUIRE(wait_until([&] { return one->emitted().size() >= 50 && two->emitted().size() >= 50; }));
+    std::thread s1([&] { one->stop(1000ms); });
+    std::thread s2([&] { two->stop(1000ms); });
+    s1.join();
+    s2.join();
+    std::set<std::string> seen1, seen2;
+    for (const auto& m : one->emitted()) seen1.insert(m.payload);
+    for (const auto& m : two->emitted()) seen2.insert(m.payload);
+    p1.join();
+    p2.join();
+    one.reset();
+    two.reset();
+
+    Source again1(shared(broker.url(), {"c/1"}));
+    Source again2(shared(broker.url(), {"c/2"}));
+    REQUIRE(wait_until(
+        [&] {
+            std::set<std::string> a = seen1, b = seen2;
+            for (const auto& m : again1.emitted()) a.insert(m.payload);
+            for (const auto& m : again2.emitted()) b.insert(m.payload);
+            return a.size() == static_cast<std::size_t>(kMessages) &&
+                   b.size() == static_cast<std::size_t>(kMessages);
+        },
+        20s));
+}
+
+TEST_CASE("a restarting route gets its copy of a message another route took meanwhile",
+          "[mqtt-source][shared][broker][session]") {
+    Mosquitto broker;
+    Source wide(shared(broker.url(), {"w/#"}));
+    auto narrow = std::make_unique<Source>(shared(broker.url(), {"w/n"}));
+    wait_ok(wide);
+    wait_ok(*narrow);
+    narrow.reset();  // restarting: the session keeps its subscription, the message waits
+    broker.publish("w/n", "both", 1);
+    REQUIRE(wait_until([&] { return wide.emitted().size() == 1; }));
+    Source back(shared(broker.url(), {"w/n"}));
+    REQUIRE(wait_until([&] { return back.emitted().size() == 1; }));
+    CHECK(back.emitted()[0].payload == "both");
+    std::this_thread::sleep_for(200ms);
+    CHECK(wide.emitted().size() == 1);
+}
+
 TEST_CASE("a shared connection reconnects for all its routes when the broker comes back",
           "[mqtt-source][shared][broker][reconnect]") {
     Mosquitto broker;
