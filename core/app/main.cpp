@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "sluice/core/admin/admin_api.hpp"
+#include "sluice/core/admin/http_server.hpp"
 #include "sluice/core/log.hpp"
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/plugin_docs.hpp"
@@ -425,8 +427,14 @@ int cmd_run(const Options& o) {
         sluice::log::shutdown();
         return kExitInvalid;
     }
-    if (!loaded->host.admin_listen.empty()) {
-        sluice::log::warn("", "admin.listen is set but this version serves no admin HTTP yet");
+    std::string admin_token;
+    try {
+        admin_token = sluice::admin::load_token(loaded->host.admin_token_file.string(),
+                                                loaded->host.admin_token_env);
+    } catch (const std::exception& e) {
+        sluice::log::error("", e.what());
+        sluice::log::shutdown();
+        return kExitInvalid;
     }
     // Spools are the state: one process per state_dir, or two would deliver (and trim) the
     // same messages.
@@ -461,6 +469,29 @@ int cmd_run(const Options& o) {
                               std::to_string(loaded->routes.size()) + " route(s) on " +
                               std::to_string(supervisor.executor().base_threads()) +
                               " executor threads");
+    // Before the routes: what they do from their first moment shows. Destroyed before the
+    // supervisor whose status it serves (declared after it).
+    std::unique_ptr<sluice::admin::HttpServer> admin_http;
+    if (!loaded->host.admin_listen.empty()) {
+        std::string host;
+        std::uint16_t port = 0;
+        std::string error;
+        sluice::admin::parse_listen(loaded->host.admin_listen, host, port, error);
+        auto api = std::make_shared<sluice::admin::AdminApi>(
+            [&supervisor] { return supervisor.status(); }, admin_token);
+        try {
+            admin_http = std::make_unique<sluice::admin::HttpServer>(
+                host, port, [api](const sluice::admin::Request& r) { return api->handle(r); });
+        } catch (const std::exception& e) {
+            sluice::log::error("", std::string("admin.listen: ") + e.what());
+            sluice::log::shutdown();
+            return kExitInvalid;
+        }
+        const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+        sluice::log::info(
+            "", "admin HTTP on http://" + shown + ":" + std::to_string(admin_http->port()) +
+                    (admin_token.empty() ? " (no token)" : " (bearer token required)"));
+    }
     for (auto& r : loaded->routes) supervisor.start(std::move(r));
     auto drain_all = [&] {
         // Draining can take a while; a second SIGINT/SIGTERM meanwhile means "now". A route

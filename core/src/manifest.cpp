@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 
+#include "sluice/core/admin/http_server.hpp"
 #include "sluice/sdk/template.hpp"
 
 namespace sluice {
@@ -416,6 +417,13 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
                 const std::string path = e.key + " > " + k;
                 if (e.key == "admin" && k == "listen") {
                     host.admin_listen = v;
+                    std::string h, error;
+                    std::uint16_t port = 0;
+                    if (!admin::parse_listen(v, h, port, error)) diag.add(at, path, error);
+                } else if (e.key == "admin" && k == "token_file") {
+                    host.admin_token_file = resolve(v);
+                } else if (e.key == "admin" && k == "token_env") {
+                    host.admin_token_env = v;
                 } else if (e.key == "log" && k == "level") {
                     if (std::find_if(std::begin(levels), std::end(levels) - 1, [&](const char* l) {
                             return v == l;
@@ -430,11 +438,28 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
                     }
                     host.log_format = v;
                 } else {
-                    diag.add(at, path,
-                             "unknown key '" + k + "' (allowed: " +
-                                 (e.key == "log" ? "format, level" : "listen") + ")");
+                    diag.add(
+                        at, path,
+                        "unknown key '" + k + "' (allowed: " +
+                            (e.key == "log" ? "format, level" : "listen, token_file, token_env") +
+                            ")");
                 }
             }
+        }
+    }
+    if (!host.admin_token_file.empty() && !host.admin_token_env.empty()) {
+        diag.add(where, "admin", "set token_file or token_env, not both");
+    }
+    {
+        std::string h, error;
+        std::uint16_t port = 0;
+        if (!host.admin_listen.empty() && admin::parse_listen(host.admin_listen, h, port, error) &&
+            !admin::is_loopback(h) && host.admin_token_file.empty() &&
+            host.admin_token_env.empty()) {
+            diag.add(where, "admin > listen",
+                     "'" + host.admin_listen +
+                         "' is not a loopback address: set admin.token_file or admin.token_env, "
+                         "so that only holders of the token can read the admin API");
         }
     }
     return host;

@@ -6,6 +6,8 @@
 #include "sluice/core/route.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 
 #include "sluice/core/backoff.hpp"
 #include "sluice/core/buffer/spool_buffer.hpp"
@@ -27,6 +29,40 @@ thread_local const Route* t_running = nullptr;
 }  // namespace
 
 bool Route::on_own_thread() const { return t_running == this; }
+
+namespace {
+
+// FNV-1a 64 under a key drawn once per process: equal manifests give equal hashes within the
+// process (what a reload compares), and the hash of a manifest that holds a password cannot be
+// looked up in a table made elsewhere.
+std::string config_hash_of(const std::string& fingerprint) {
+    static const std::uint64_t key = [] {
+        std::random_device rd;
+        return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+    }();
+    std::uint64_t h = 14695981039346656037ull ^ key;
+    for (const char c : fingerprint) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ull;
+    }
+    char out[17];
+    std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> plugins_of(const RouteSpec& spec) {
+    std::vector<std::pair<std::string, std::string>> out;
+    const auto add = [&out](const StageSpec& s) {
+        if (s.plugin != nullptr) out.emplace_back(s.label, s.plugin->id + " " + s.plugin->version);
+    };
+    add(spec.source);
+    for (const auto& t : spec.transforms) add(t);
+    add(spec.sink);
+    add(spec.dead_letter);
+    return out;
+}
+
+}  // namespace
 
 const char* route_state_name(RouteState s) {
     switch (s) {
@@ -51,6 +87,8 @@ Route::Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir
       state_dir_(std::move(state_dir)),
       memory_budget_(memory_budget) {
     backoff_ms_ = spec_.options.restart_initial_ms;
+    config_hash_ = config_hash_of(spec_.fingerprint());
+    state_since_ms_ = wall_ms();
     completion_.struct_size = sizeof completion_;
     completion_.ctx = this;
     completion_.complete = [](void* ctx, std::uint64_t token, sluice_status status,
@@ -145,7 +183,13 @@ RouteStatus Route::status() const {
             counters_.holds.load(),
             counters_.dead_letter_failed.load(),
             in_flight_count_.load(),
-            spare_bytes_.load()};
+            spare_bytes_.load(),
+            spec_.where.file,
+            config_hash_,
+            plugins_of(spec_),
+            state_since_ms_,
+            last_error_,
+            last_error_ms_};
 }
 
 std::string Route::summary() const {
@@ -206,9 +250,17 @@ bool Route::open_buffer(std::string& error) {
 
 void Route::set_state(RouteState s, std::string reason) {
     std::lock_guard lock(state_mu_);
+    if (s != state_) state_since_ms_ = wall_ms();
+    if (s == RouteState::failed || s == RouteState::degraded) note_error(reason);
     state_ = s;
     reason_ = std::move(reason);
     if (s != RouteState::degraded) degraded_stage_.clear();
+}
+
+void Route::note_error(const std::string& reason) {
+    if (reason.empty()) return;
+    last_error_ = reason;
+    last_error_ms_ = wall_ms();
 }
 
 void Route::on_end_of_input() {
@@ -232,6 +284,7 @@ void Route::on_report_state(const std::string& stage, sluice_status state, const
     if (state == SLUICE_OK) {
         if (state_ == RouteState::degraded && degraded_stage_ == stage) {
             state_ = RouteState::running;
+            state_since_ms_ = wall_ms();
             reason_.clear();
             degraded_stage_.clear();
             log::info("route " + spec_.name, stage + " recovered");
@@ -240,7 +293,9 @@ void Route::on_report_state(const std::string& stage, sluice_status state, const
                state_ == RouteState::starting) {
         if (reason_ != stage + ": " + why) {
             log::warn("route " + spec_.name, stage + ": " + why);
+            note_error(stage + ": " + why);
         }
+        if (state_ != RouteState::degraded) state_since_ms_ = wall_ms();
         state_ = RouteState::degraded;
         reason_ = stage + ": " + why;
         degraded_stage_ = stage;

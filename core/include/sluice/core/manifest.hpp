@@ -23,7 +23,9 @@ struct HostConfig {
     std::filesystem::path state_dir = "var/sluice";
     std::string log_level = "info";
     std::string log_format = "text";
-    std::string admin_listen;  // accepted now, served by a later version
+    std::string admin_listen;                // host:port of the admin HTTP endpoints; "" none
+    std::filesystem::path admin_token_file;  // the bearer token's file, or
+    std::string admin_token_env;             // the variable that holds it
     /// What the memory buffers of all routes may hold together (their max_bytes plus
     /// headroom); checked when routes are loaded.
     std::uint64_t memory_limit = 2ull << 30;

@@ -71,6 +71,13 @@ struct RouteStatus {
     std::uint64_t in_flight;  // batches handed to a pipelined sink, not yet confirmed
     // Heap the route kept for reuse (empty arenas) when it last went idle: what a burst left.
     std::uint64_t spare_bytes;
+    // What the route was made from, for the admin API.
+    std::string file;         // its manifest
+    std::string config_hash;  // 16 hex digits: equal for equal manifests within this process
+    std::vector<std::pair<std::string, std::string>> plugins;  // (stage, "id version")
+    std::int64_t state_since_ms;  // wall clock of the last change of state
+    std::string last_error;       // the last reason the route was degraded or failed
+    std::int64_t last_error_ms;   // its wall clock time; 0: none yet
 };
 
 class Route : private Executor::Task {
@@ -162,6 +169,7 @@ private:
     std::string fatal_reason();
     void fail(const std::string& stage, const std::string& message);
     void set_state(RouteState s, std::string reason);
+    void note_error(const std::string& reason);  // with state_mu_ held
     bool stopping() const { return stop_requested_.load(); }
     std::chrono::steady_clock::time_point drain_deadline();
     bool holds_nothing() const;
@@ -245,6 +253,11 @@ private:
     std::vector<Completion> completions_;          // guarded by completions_mu_
     std::atomic<std::size_t> in_flight_count_{0};  // for status()
     std::atomic<std::uint64_t> spare_bytes_{0};    // for status(), set by trim_memory()
+    std::string config_hash_;                      // set once, by the constructor
+    // Guarded by state_mu_.
+    std::int64_t state_since_ms_ = 0;
+    std::string last_error_;
+    std::int64_t last_error_ms_ = 0;
     std::uint64_t policy_errors_ = 0;  // handed to the error policy by the current chain run
 
     // The state machine (the route's own slices only).

@@ -1,0 +1,58 @@
+// The admin endpoints: what the process and every route are doing, for operators and
+// Prometheus. Every answer is built from snapshots (Supervisor::status(), /proc), so a route that
+// is draining, restarting or stuck in a plugin call still shows and never holds up an answer.
+//
+//   GET /healthz          200 while the process answers (no token needed)
+//   GET /readyz           200 when every route runs, else 503 naming the others (no token)
+//   GET /metrics          Prometheus text format 0.0.4
+//   GET /api/routes       JSON: every route
+//   GET /api/routes/NAME  JSON: one route, 404 when there is none of that name
+//
+// With a token set, everything but /healthz and /readyz needs "Authorization: Bearer <token>".
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "sluice/core/admin/http_server.hpp"
+#include "sluice/core/route.hpp"
+
+namespace sluice::admin {
+
+struct ProcessInfo {
+    std::uint64_t rss_bytes = 0;
+    std::uint64_t threads = 0;
+    std::uint64_t open_fds = 0;
+};
+
+/// This process's figures from /proc/self.
+ProcessInfo read_process_info();
+
+class AdminApi {
+public:
+    using StatusFn = std::function<std::vector<RouteStatus>()>;
+    AdminApi(StatusFn status, std::string token);
+
+    Response handle(const Request& request) const;
+
+    /// The Prometheus text for these routes and process figures (tests call it directly).
+    static std::string metrics_text(const std::vector<RouteStatus>& routes,
+                                    const ProcessInfo& process, double uptime_s);
+    static std::string route_json(const RouteStatus& route);
+
+private:
+    bool authorized(const Request& request) const;
+
+    StatusFn status_;
+    std::string token_;
+    std::chrono::steady_clock::time_point started_;
+};
+
+/// The admin token from `admin.token_file` (its first line) or the environment variable named
+/// by `admin.token_env`; "" when neither is set. Throws std::runtime_error naming the file or
+/// variable when it is set but unusable (unreadable, empty, readable by others).
+std::string load_token(const std::string& token_file, const std::string& token_env);
+
+}  // namespace sluice::admin

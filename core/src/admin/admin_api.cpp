@@ -1,0 +1,368 @@
+#include "sluice/core/admin/admin_api.hpp"
+
+#include <sluice/version.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sluice/sdk/json.hpp>
+#include <stdexcept>
+
+namespace sluice::admin {
+namespace {
+
+using sdk::json::append_quoted;
+
+constexpr RouteState kStates[] = {RouteState::starting, RouteState::running, RouteState::degraded,
+                                  RouteState::failed, RouteState::stopped};
+
+// Prometheus label values: backslash, double quote and line feed are escaped (text format
+// 0.0.4); anything else goes as is.
+std::string label(std::string_view value) {
+    std::string out;
+    out.reserve(value.size());
+    for (const char c : value) {
+        if (c == '\\') {
+            out += "\\\\";
+        } else if (c == '"') {
+            out += "\\\"";
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+class Metrics {
+public:
+    explicit Metrics(std::string& out) : out_(out) {}
+    // One family: HELP and TYPE once, then its samples.
+    void family(const char* name, const char* type, const char* help) {
+        out_ += "# HELP ";
+        out_ += name;
+        out_ += ' ';
+        out_ += help;
+        out_ += "\n# TYPE ";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+    }
+    void sample(const char* name, const std::string& labels, std::uint64_t value) {
+        out_ += name;
+        if (!labels.empty()) out_ += "{" + labels + "}";
+        out_ += ' ';
+        out_ += std::to_string(value);
+        out_ += '\n';
+    }
+    void sample(const char* name, const std::string& labels, double value) {
+        out_ += name;
+        if (!labels.empty()) out_ += "{" + labels + "}";
+        char text[64];
+        std::snprintf(text, sizeof text, " %.3f\n", value);
+        out_ += text;
+    }
+
+private:
+    std::string& out_;
+};
+
+std::string route_label(const RouteStatus& r) { return "route=\"" + label(r.name) + "\""; }
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+    // Every byte is looked at whatever the first difference, so the time says nothing but the
+    // length (which a token's owner chose anyway).
+    unsigned diff = a.size() == b.size() ? 0u : 1u;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        diff |=
+            static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+    }
+    return diff == 0;
+}
+
+Response json(int status, std::string body) {
+    return Response{status, "application/json", std::move(body) + "\n", {}};
+}
+
+std::uint64_t status_value(const std::string& key) {
+    std::ifstream in("/proc/self/status");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(key, 0) == 0) return std::strtoull(line.c_str() + key.size(), nullptr, 10);
+    }
+    return 0;
+}
+
+}  // namespace
+
+ProcessInfo read_process_info() {
+    ProcessInfo p;
+    p.rss_bytes = status_value("VmRSS:") * 1024;
+    p.threads = status_value("Threads:");
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        ++p.open_fds;
+    }
+    return p;
+}
+
+AdminApi::AdminApi(StatusFn status, std::string token)
+    : status_(std::move(status)),
+      token_(std::move(token)),
+      started_(std::chrono::steady_clock::now()) {}
+
+bool AdminApi::authorized(const Request& request) const {
+    if (token_.empty()) return true;
+    constexpr std::string_view kBearer = "Bearer ";
+    const std::string_view given = request.authorization;
+    if (given.substr(0, kBearer.size()) != kBearer) return false;
+    return constant_time_equal(given.substr(kBearer.size()), token_);
+}
+
+Response AdminApi::handle(const Request& request) const {
+    std::string_view path = request.target;
+    if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+    if (request.method != "GET" && request.method != "HEAD") {
+        return Response{405, "text/plain; charset=utf-8", "only GET\n", {}};
+    }
+    if (path == "/healthz") return Response{200, "text/plain; charset=utf-8", "ok\n", {}};
+    if (path == "/readyz") {
+        std::string not_running;
+        for (const auto& r : status_()) {
+            if (r.state == RouteState::running) continue;
+            not_running += r.name + ": " + route_state_name(r.state) +
+                           (r.reason.empty() ? "" : " (" + r.reason + ")") + "\n";
+        }
+        if (not_running.empty()) return Response{200, "text/plain; charset=utf-8", "ready\n", {}};
+        return Response{503, "text/plain; charset=utf-8", "not ready:\n" + not_running, {}};
+    }
+    if (!authorized(request)) {
+        return Response{401, "text/plain; charset=utf-8",
+                        "a bearer token is required (Authorization: Bearer <token>)\n",
+                        "Bearer realm=\"sluice\""};
+    }
+    if (path == "/metrics") {
+        const double uptime =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+        return Response{200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        metrics_text(status_(), read_process_info(), uptime),
+                        {}};
+    }
+    if (path == "/api/routes") {
+        std::string body = "[";
+        bool first = true;
+        for (const auto& r : status_()) {
+            if (!first) body += ",";
+            first = false;
+            body += route_json(r);
+        }
+        return json(200, body + "]");
+    }
+    constexpr std::string_view kRoute = "/api/routes/";
+    if (path.substr(0, kRoute.size()) == kRoute) {
+        const std::string_view name = path.substr(kRoute.size());
+        for (const auto& r : status_()) {
+            if (r.name == name) return json(200, route_json(r));
+        }
+        std::string body = "{\"error\":";
+        append_quoted(body, "no route named '" + std::string(name) + "'");
+        return json(404, body + "}");
+    }
+    return Response{404,
+                    "text/plain; charset=utf-8",
+                    "not found; try /healthz, /readyz, /metrics, /api/routes\n",
+                    {}};
+}
+
+std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
+                                   const ProcessInfo& process, double uptime_s) {
+    std::string out;
+    Metrics m(out);
+    struct Counter {
+        const char* name;
+        const char* help;
+        std::uint64_t RouteStatus::*field;
+    };
+    static constexpr Counter kCounters[] = {
+        {"sluice_route_messages_received_total", "Messages the route took from its source.",
+         &RouteStatus::received},
+        {"sluice_route_messages_delivered_total", "Messages the sink confirmed.",
+         &RouteStatus::delivered},
+        {"sluice_route_messages_filtered_total", "Messages transforms removed on purpose.",
+         &RouteStatus::filtered},
+        {"sluice_route_errors_total", "Messages handed to the error policy.", &RouteStatus::errors},
+        {"sluice_route_dead_lettered_total", "Messages handed to the dead-letter sink.",
+         &RouteStatus::dead_lettered},
+        {"sluice_route_dead_letter_failures_total", "Messages the dead-letter sink refused.",
+         &RouteStatus::dead_letter_failed},
+        {"sluice_route_retries_total", "Sink retries.", &RouteStatus::retries},
+        {"sluice_route_restarts_total", "Times the route was rebuilt after failing.",
+         &RouteStatus::restarts},
+        {"sluice_route_holds_total", "Times the source was held back (buffer full).",
+         &RouteStatus::holds},
+        {"sluice_route_undelivered_total", "Messages held at stop and not delivered.",
+         &RouteStatus::undelivered},
+    };
+    for (const auto& c : kCounters) {
+        m.family(c.name, "counter", c.help);
+        for (const auto& r : routes) m.sample(c.name, route_label(r), r.*c.field);
+    }
+    m.family("sluice_route_messages_dropped_total", "counter",
+             "Messages dropped by the route's limits, by reason.");
+    for (const auto& r : routes) {
+        const std::string l = route_label(r);
+        m.sample("sluice_route_messages_dropped_total", l + ",reason=\"full\"", r.dropped_full);
+        m.sample("sluice_route_messages_dropped_total", l + ",reason=\"overflow\"",
+                 r.dropped_overflow);
+        m.sample("sluice_route_messages_dropped_total", l + ",reason=\"oversize\"",
+                 r.dropped_oversize);
+    }
+    struct Gauge {
+        const char* name;
+        const char* help;
+        std::uint64_t RouteStatus::*field;
+    };
+    static constexpr Gauge kGauges[] = {
+        {"sluice_route_buffer_messages", "Messages the route's buffer holds.",
+         &RouteStatus::buffered},
+        {"sluice_route_buffer_bytes", "Bytes the route's buffer holds.",
+         &RouteStatus::buffered_bytes},
+        {"sluice_route_in_flight_batches", "Batches sent to a pipelined sink, not yet confirmed.",
+         &RouteStatus::in_flight},
+        {"sluice_route_spare_bytes", "Heap the route keeps for reuse while idle.",
+         &RouteStatus::spare_bytes},
+    };
+    for (const auto& g : kGauges) {
+        m.family(g.name, "gauge", g.help);
+        for (const auto& r : routes) m.sample(g.name, route_label(r), r.*g.field);
+    }
+    m.family("sluice_route_state", "gauge", "1 for the route's current state.");
+    for (const auto& r : routes) {
+        for (const RouteState s : kStates) {
+            m.sample("sluice_route_state",
+                     route_label(r) + ",state=\"" + route_state_name(s) + "\"",
+                     std::uint64_t{r.state == s ? 1u : 0u});
+        }
+    }
+    m.family("sluice_route_info", "gauge", "The route's manifest and configuration hash.");
+    for (const auto& r : routes) {
+        m.sample("sluice_route_info",
+                 route_label(r) + ",file=\"" + label(r.file) + "\",config_hash=\"" + r.config_hash +
+                     "\"",
+                 std::uint64_t{1});
+    }
+    m.family("sluice_process_resident_memory_bytes", "gauge", "Resident set size.");
+    m.sample("sluice_process_resident_memory_bytes", "", process.rss_bytes);
+    m.family("sluice_process_threads", "gauge", "Threads of the process.");
+    m.sample("sluice_process_threads", "", process.threads);
+    m.family("sluice_process_open_fds", "gauge", "Open file descriptors.");
+    m.sample("sluice_process_open_fds", "", process.open_fds);
+    m.family("sluice_process_uptime_seconds", "gauge", "Seconds since the process started.");
+    m.sample("sluice_process_uptime_seconds", "", uptime_s);
+    m.family("sluice_build_info", "gauge", "The running version.");
+    m.sample("sluice_build_info", "version=\"" SLUICE_SDK_VERSION_STRING "\"", std::uint64_t{1});
+    return out;
+}
+
+std::string AdminApi::route_json(const RouteStatus& r) {
+    std::string o = "{\"name\":";
+    append_quoted(o, r.name);
+    o += ",\"state\":";
+    append_quoted(o, route_state_name(r.state));
+    o += ",\"reason\":";
+    append_quoted(o, r.reason);
+    o += ",\"state_since_ms\":" + std::to_string(r.state_since_ms);
+    o += ",\"file\":";
+    append_quoted(o, r.file);
+    o += ",\"config_hash\":";
+    append_quoted(o, r.config_hash);
+    o += ",\"plugins\":[";
+    for (std::size_t i = 0; i < r.plugins.size(); ++i) {
+        if (i) o += ",";
+        const auto& [stage, plugin] = r.plugins[i];
+        const auto space = plugin.find(' ');
+        o += "{\"stage\":";
+        append_quoted(o, stage);
+        o += ",\"id\":";
+        append_quoted(o, plugin.substr(0, space));
+        o += ",\"version\":";
+        append_quoted(o, space == std::string::npos ? "" : plugin.substr(space + 1));
+        o += "}";
+    }
+    o += "],\"counters\":{";
+    const std::pair<const char*, std::uint64_t> counters[] = {
+        {"received", r.received},
+        {"delivered", r.delivered},
+        {"filtered", r.filtered},
+        {"errors", r.errors},
+        {"dropped_full", r.dropped_full},
+        {"dropped_overflow", r.dropped_overflow},
+        {"dropped_oversize", r.dropped_oversize},
+        {"dead_lettered", r.dead_lettered},
+        {"dead_letter_failed", r.dead_letter_failed},
+        {"retries", r.retries},
+        {"restarts", r.restarts},
+        {"holds", r.holds},
+        {"undelivered", r.undelivered},
+    };
+    for (std::size_t i = 0; i < std::size(counters); ++i) {
+        if (i) o += ",";
+        o += "\"" + std::string(counters[i].first) + "\":" + std::to_string(counters[i].second);
+    }
+    o += "},\"buffer\":{\"messages\":" + std::to_string(r.buffered) +
+         ",\"bytes\":" + std::to_string(r.buffered_bytes) +
+         ",\"durable\":" + (r.durable ? "true" : "false") +
+         ",\"in_flight_batches\":" + std::to_string(r.in_flight) +
+         ",\"spare_bytes\":" + std::to_string(r.spare_bytes) + "}";
+    o += ",\"stuck_in\":";
+    append_quoted(o, r.stuck_in);
+    o += ",\"last_error\":";
+    if (r.last_error_ms == 0) {
+        o += "null";
+    } else {
+        o += "{\"message\":";
+        append_quoted(o, r.last_error);
+        o += ",\"time_ms\":" + std::to_string(r.last_error_ms) + "}";
+    }
+    return o + "}";
+}
+
+std::string load_token(const std::string& token_file, const std::string& token_env) {
+    if (!token_file.empty()) {
+        struct stat st {};
+        if (::stat(token_file.c_str(), &st) != 0) {
+            throw std::runtime_error("admin.token_file '" + token_file + "' cannot be read");
+        }
+        if (!S_ISREG(st.st_mode)) {
+            throw std::runtime_error("admin.token_file '" + token_file + "' is not a regular file");
+        }
+        if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+            throw std::runtime_error("admin.token_file '" + token_file +
+                                     "' is readable or writable by others; chmod 600 it");
+        }
+        std::ifstream in(token_file);
+        std::string token;
+        std::getline(in, token);
+        while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+        if (token.empty()) {
+            throw std::runtime_error("admin.token_file '" + token_file + "' is empty");
+        }
+        return token;
+    }
+    if (!token_env.empty()) {
+        const char* value = std::getenv(token_env.c_str());
+        if (value == nullptr || *value == '\0') {
+            throw std::runtime_error("admin.token_env names " + token_env +
+                                     ", which is not set or empty");
+        }
+        return value;
+    }
+    return {};
+}
+
+}  // namespace sluice::admin

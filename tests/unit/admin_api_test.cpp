@@ -1,0 +1,105 @@
+// The admin API's answers without a network: token rules, Prometheus text, route JSON, and the
+// listen address parser.
+#include "sluice/core/admin/admin_api.hpp"
+
+#include <catch2/catch.hpp>
+
+using sluice::RouteState;
+using sluice::RouteStatus;
+using sluice::admin::AdminApi;
+using sluice::admin::Request;
+
+namespace {
+
+RouteStatus status(const std::string& name, RouteState state) {
+    RouteStatus s{};
+    s.name = name;
+    s.state = state;
+    s.received = 7;
+    s.delivered = 5;
+    s.config_hash = "0123456789abcdef";
+    s.file = "/etc/sluice/routes/a\"b.yaml";
+    s.plugins = {{"source mqtt-source", "mqtt-source 1.0.0"}};
+    return s;
+}
+
+Request get(const std::string& target, const std::string& auth = {}) {
+    return Request{"GET", target, auth};
+}
+
+}  // namespace
+
+TEST_CASE("admin: the token guards everything but health and readiness", "[admin]") {
+    AdminApi api([] { return std::vector<RouteStatus>{status("a", RouteState::running)}; }, "tok");
+    CHECK(api.handle(get("/healthz")).status == 200);
+    CHECK(api.handle(get("/readyz")).status == 200);
+    CHECK(api.handle(get("/metrics")).status == 401);
+    CHECK(api.handle(get("/metrics", "Bearer nope")).status == 401);
+    CHECK(api.handle(get("/metrics", "Bearer tok2")).status == 401);
+    CHECK(api.handle(get("/metrics", "Basic tok")).status == 401);
+    CHECK(api.handle(get("/metrics", "Bearer tok")).status == 200);
+    CHECK(api.handle(get("/api/routes?x=1", "Bearer tok")).status == 200);
+    CHECK(api.handle(Request{"POST", "/api/routes", "Bearer tok"}).status == 405);
+}
+
+TEST_CASE("admin: readiness names the routes that do not run", "[admin]") {
+    AdminApi api(
+        [] {
+            return std::vector<RouteStatus>{status("a", RouteState::running),
+                                            status("b", RouteState::degraded)};
+        },
+        "");
+    const auto r = api.handle(get("/readyz"));
+    CHECK(r.status == 503);
+    CHECK_THAT(r.body, Catch::Contains("b: degraded"));
+    CHECK_THAT(r.body, !Catch::Contains("a: "));
+}
+
+TEST_CASE("admin: Prometheus text has one family per metric and escaped labels", "[admin]") {
+    const auto text = AdminApi::metrics_text({status("r\"1", RouteState::running)}, {}, 1.5);
+    CHECK_THAT(text, Catch::Contains("# TYPE sluice_route_messages_received_total counter\n"));
+    CHECK_THAT(text, Catch::Contains("sluice_route_messages_received_total{route=\"r\\\"1\"} 7\n"));
+    CHECK_THAT(text, Catch::Contains("sluice_route_state{route=\"r\\\"1\",state=\"running\"} 1\n"));
+    CHECK_THAT(text, Catch::Contains("sluice_route_state{route=\"r\\\"1\",state=\"failed\"} 0\n"));
+    CHECK_THAT(text, Catch::Contains("file=\"/etc/sluice/routes/a\\\"b.yaml\""));
+    CHECK_THAT(text, Catch::Contains("sluice_process_uptime_seconds 1.500\n"));
+    // Each family's HELP appears once whatever the number of routes.
+    const auto two = AdminApi::metrics_text(
+        {status("a", RouteState::running), status("b", RouteState::running)}, {}, 0);
+    std::size_t helps = 0;
+    for (auto at = two.find("# HELP sluice_route_errors_total"); at != std::string::npos;
+         at = two.find("# HELP sluice_route_errors_total", at + 1)) {
+        ++helps;
+    }
+    CHECK(helps == 1);
+}
+
+TEST_CASE("admin: route JSON is valid and escapes what it quotes", "[admin]") {
+    auto s = status("a", RouteState::degraded);
+    s.last_error = "broker \"x\" down\n";
+    s.last_error_ms = 1700000000000;
+    const auto j = AdminApi::route_json(s);
+    CHECK_THAT(j, Catch::Contains("\"state\":\"degraded\""));
+    CHECK_THAT(j, Catch::Contains("\"message\":\"broker \\\"x\\\" down\\n\""));
+    CHECK_THAT(j, Catch::Contains("{\"stage\":\"source mqtt-source\",\"id\":\"mqtt-source\","
+                                  "\"version\":\"1.0.0\"}"));
+    CHECK_THAT(j, Catch::Contains("\"received\":7"));
+}
+
+TEST_CASE("admin: listen addresses", "[admin]") {
+    std::string host, error;
+    std::uint16_t port = 1;
+    CHECK(sluice::admin::parse_listen("127.0.0.1:9464", host, port, error));
+    CHECK((host == "127.0.0.1" && port == 9464));
+    CHECK(sluice::admin::parse_listen("[::1]:0", host, port, error));
+    CHECK((host == "::1" && port == 0));
+    CHECK_FALSE(sluice::admin::parse_listen("9464", host, port, error));
+    CHECK_FALSE(sluice::admin::parse_listen("h:99999", host, port, error));
+    CHECK_FALSE(sluice::admin::parse_listen("[::1]9464", host, port, error));
+    CHECK(sluice::admin::is_loopback("127.0.0.1"));
+    CHECK(sluice::admin::is_loopback("127.8.0.1"));
+    CHECK(sluice::admin::is_loopback("::1"));
+    CHECK(sluice::admin::is_loopback("localhost"));
+    CHECK_FALSE(sluice::admin::is_loopback("0.0.0.0"));
+    CHECK_FALSE(sluice::admin::is_loopback("192.168.1.2"));
+}
