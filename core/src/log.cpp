@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "sluice/core/log_hygiene.hpp"
 #include "sluice/sdk/json.hpp"
 
 namespace sluice::log {
@@ -18,6 +19,12 @@ std::atomic<bool> g_shut_down{false};
 // Our own reference: spdlog::shutdown() drops the registry's, while a thread that outlives it
 // (a plugin's, when the process gives up on a stuck route) may still be logging.
 std::shared_ptr<spdlog::logger> g_logger;
+// Warnings and errors: at most 10 identical lines per 10 s (a broker that refuses every
+// message of a busy route would otherwise write thousands a second).
+constexpr std::size_t kFloodBurst = 10;
+constexpr auto kFloodWindow = std::chrono::seconds(10);
+FloodLimiter g_flood(kFloodBurst, kFloodWindow);
+constexpr char kKeySep = '\x1f';
 
 spdlog::level::level_enum to_spdlog(sluice_log_level level) {
     switch (level) {
@@ -52,6 +59,15 @@ void setup(const std::string& level, const std::string& format) {
 }
 
 void shutdown() {
+    // What a flood left out is said before the end.
+    for (const auto& [key, count] : g_flood.take_suppressed()) {
+        const auto a = key.find(kKeySep);
+        const auto b = key.find(kKeySep, a + 1);
+        write(static_cast<sluice_log_level>(std::stoi(key.substr(a + 1, b - a - 1))),
+              key.substr(0, a),
+              std::to_string(count) + " more identical line(s) were left out: " + key.substr(b + 1),
+              false);
+    }
     // Lines logged from now on are dropped; the queued ones are written out first.
     g_stopped = true;
     spdlog::shutdown();
@@ -69,10 +85,31 @@ bool enabled(sluice_log_level level) {
 }
 
 void write(sluice_log_level level, std::string_view scope, std::string_view message) {
+    write(level, scope, message, true);
+}
+
+void write(sluice_log_level level, std::string_view scope, std::string_view raw_message,
+           bool limit) {
     const auto lvl = to_spdlog(level);
     if (g_stopped) return;
     spdlog::logger* out = logger();
     if (!out->should_log(lvl)) return;
+    std::string limited;
+    std::string_view message = raw_message;
+    if (limit && level >= SLUICE_LOG_WARN) {
+        std::string key(scope);
+        key += kKeySep;
+        key += std::to_string(static_cast<int>(level));
+        key += kKeySep;
+        key += raw_message;
+        const auto d = g_flood.decide(key, FloodLimiter::Clock::now());
+        if (!d.write) return;
+        if (d.suppressed > 0) {
+            limited = std::string(raw_message) + " (" + std::to_string(d.suppressed) +
+                      " more identical line(s) were left out before this one)";
+            message = limited;
+        }
+    }
     if (g_json) {
         std::string line = "{\"time\":\"";
         const auto now = std::chrono::system_clock::now();
@@ -82,15 +119,15 @@ void write(sluice_log_level level, std::string_view scope, std::string_view mess
         line += "\",\"level\":\"";
         line += spdlog::level::to_string_view(lvl).data();
         line += "\",\"scope\":";
-        sdk::json::append_quoted(line, scope);
+        sdk::json::append_quoted(line, valid_utf8(scope));
         line += ",\"msg\":";
-        sdk::json::append_quoted(line, message);
+        sdk::json::append_quoted(line, valid_utf8(message));
         line += "}";
         out->log(lvl, "{}", line);
     } else if (scope.empty()) {
-        out->log(lvl, "{}", message);
+        out->log(lvl, "{}", escape_text(message));
     } else {
-        out->log(lvl, "[{}] {}", scope, message);
+        out->log(lvl, "[{}] {}", escape_text(scope), escape_text(message));
     }
 }
 
