@@ -162,34 +162,52 @@ void Route::join() {
 RouteStatus Route::status() const {
     std::lock_guard lock(state_mu_);
     const std::string* call = in_call_.load(std::memory_order_acquire);
-    return {spec_.name,
-            state_,
-            reason_,
-            counters_.received.load(),
-            counters_.delivered.load(),
-            counters_.filtered.load(),
-            counters_.errors.load(),
-            counters_.dropped_full.load(),
-            counters_.dropped_overflow.load(),
-            counters_.dropped_oversize.load(),
-            counters_.dead_lettered.load(),
-            counters_.retries.load(),
-            counters_.restarts.load(),
-            buffer_ ? buffer_->messages() : 0,
-            buffer_ ? buffer_->bytes() : 0,
-            counters_.undelivered.load(),
-            spec_.options.buffer.type == BufferOptions::Type::disk,
-            call != nullptr ? *call : std::string(),
-            counters_.holds.load(),
-            counters_.dead_letter_failed.load(),
-            in_flight_count_.load(),
-            spare_bytes_.load(),
-            spec_.where.file,
-            config_hash_,
-            plugins_of(spec_),
-            state_since_ms_,
-            last_error_,
-            last_error_ms_};
+    const RouteCounters& c = counters_;
+    RouteStatus s{};
+    s.name = spec_.name;
+    s.state = state_;
+    s.reason = reason_;
+    s.received = c.received.load();
+    s.delivered = c.delivered.load();
+    s.filtered = c.filtered.load();
+    s.errors = c.errors.load();
+    s.dropped_full = c.dropped_full.load();
+    s.dropped_overflow = c.dropped_overflow.load();
+    s.dropped_oversize = c.dropped_oversize.load();
+    s.dead_lettered = c.dead_lettered.load();
+    s.retries = c.retries.load();
+    s.restarts = c.restarts.load();
+    s.buffered = buffer_ ? buffer_->messages() : 0;
+    s.buffered_bytes = buffer_ ? buffer_->bytes() : 0;
+    s.undelivered = c.undelivered.load();
+    s.durable = spec_.options.buffer.type == BufferOptions::Type::disk;
+    s.stuck_in = call != nullptr ? *call : std::string();
+    s.holds = c.holds.load();
+    s.dead_letter_failed = c.dead_letter_failed.load();
+    s.in_flight = in_flight_count_.load();
+    s.spare_bytes = spare_bytes_.load();
+    s.bytes_received = c.bytes_received.load();
+    s.bytes_delivered = c.bytes_delivered.load();
+    for (std::size_t i = 0; i < s.latency.size(); ++i) s.latency[i] = c.latency[i].load();
+    s.latency_sum_ms = c.latency_sum_ms.load();
+    s.file = spec_.where.file;
+    s.config_hash = config_hash_;
+    s.plugins = plugins_of(spec_);
+    s.state_since_ms = state_since_ms_;
+    s.last_error = last_error_;
+    s.last_error_ms = last_error_ms_;
+    return s;
+}
+
+void Route::note_delivered(const sluice_message& m, std::int64_t now_ms) {
+    counters_.bytes_delivered.fetch_add(m.payload_len, std::memory_order_relaxed);
+    const std::uint64_t ms = m.timestamp_ms > 0 && now_ms > m.timestamp_ms
+                                 ? static_cast<std::uint64_t>(now_ms - m.timestamp_ms)
+                                 : 0;
+    std::size_t b = 0;
+    while (b < kLatencyBucketsMs.size() && ms > kLatencyBucketsMs[b]) ++b;
+    counters_.latency[b].fetch_add(1, std::memory_order_relaxed);
+    counters_.latency_sum_ms.fetch_add(ms, std::memory_order_relaxed);
 }
 
 std::string Route::summary() const {

@@ -10,6 +10,7 @@
 // key; it may repeat messages that were already delivered.
 #include <algorithm>
 
+#include "sluice/core/backoff.hpp"
 #include "sluice/core/log.hpp"
 #include "sluice/core/route.hpp"
 #include "sluice/core/runtime/memory_release.hpp"
@@ -138,9 +139,11 @@ Route::Step Route::settle_in_order(bool& progressed) {
                 break;
             }
             std::size_t delivered = 0;
+            const std::int64_t now = wall_ms();
             for (std::size_t i = 0; i < v.size(); ++i) {
                 if (v[i] == Verdict::ok) {
                     ++delivered;
+                    note_delivered(f.batch.at(i), now);
                     continue;
                 }
                 if (stop_on_error) {
@@ -182,6 +185,7 @@ void Route::go_back() {
     std::size_t delivered = 0;
     std::size_t resent = 0;
     bool resending = false;
+    const std::int64_t now = wall_ms();
     for (auto& f : in_flight_) {
         reads += f.read;
         std::size_t first_retry = 0;
@@ -193,7 +197,10 @@ void Route::go_back() {
                 continue;
             }
             if (!resending) {
-                if (!f.applied && v[i] == Verdict::ok) ++delivered;
+                if (!f.applied && v[i] == Verdict::ok) {
+                    ++delivered;
+                    note_delivered(f.batch.at(i), now);
+                }
                 continue;
             }
             if (v[i] == Verdict::ok) ++resent;

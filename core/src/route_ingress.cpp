@@ -117,6 +117,7 @@ sluice_status Route::take(const sluice_message& m) {
         return SLUICE_ERROR;
     }
     counters_.received.fetch_add(1, std::memory_order_relaxed);
+    counters_.bytes_received.fetch_add(m.payload_len, std::memory_order_relaxed);
     // seq_cst pairs with wait_input(): either it sees this message, or we see it idle. Only
     // the first message after the route went idle schedules it (a short lock, never a wait).
     if (idle_.load() && idle_.exchange(false)) again();

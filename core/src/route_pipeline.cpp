@@ -212,6 +212,16 @@ Route::Step Route::deliver() {
             }
             counters_.delivered.fetch_add(pending_.size() - retry.size() - errors,
                                           std::memory_order_relaxed);
+            {
+                std::vector<bool> not_delivered(pending_.size(), false);
+                for (const auto& [index, status, reason] : call.distinct_rejects(pending_.size())) {
+                    not_delivered[index] = true;
+                }
+                const std::int64_t now = wall_ms();
+                for (std::size_t i = 0; i < pending_.size(); ++i) {
+                    if (!not_delivered[i]) note_delivered(pending_.at(i), now);
+                }
+            }
             if (!retry.empty()) {
                 scratch_.clear();
                 for (auto index : retry) scratch_.append_from(pending_, index);

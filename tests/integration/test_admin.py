@@ -65,7 +65,8 @@ def test_metrics_and_routes_match_what_was_sent(tmp_path, mosquitto, kafka):
     assert status == 401, body
     assert get(port, "/api/routes", token="wrong")[0] == 401
 
-    mosquitto.publish("adm/dev", [json.dumps({"seq": i}) for i in range(50)], qos=1)
+    sent = [json.dumps({"seq": i}) for i in range(50)]
+    mosquitto.publish("adm/dev", sent, qos=1)
     assert len(kafka.read("t.adm", expect=50)) == 50
 
     def counted():
@@ -80,6 +81,14 @@ def test_metrics_and_routes_match_what_was_sent(tmp_path, mosquitto, kafka):
     assert metric(text, "sluice_route_state", route="adm", state="failed") == 0
     assert metric(text, "sluice_route_messages_dropped_total", route="adm", reason="full") == 0
     assert metric(text, "sluice_route_buffer_messages", route="adm") == 0
+    payload_bytes = sum(len(p.encode()) for p in sent)
+    assert metric(text, "sluice_route_received_bytes_total", route="adm") == payload_bytes
+    assert metric(text, "sluice_route_delivered_bytes_total", route="adm") == payload_bytes
+    assert "# TYPE sluice_route_delivery_latency_seconds histogram" in text
+    assert metric(text, "sluice_route_delivery_latency_seconds_count", route="adm") == 50
+    assert metric(text, "sluice_route_delivery_latency_seconds_bucket", route="adm",
+                  le="+Inf") == 50
+    assert metric(text, "sluice_route_delivery_latency_seconds_sum", route="adm") > 0
     assert metric(text, "sluice_process_threads") > 0
     assert metric(text, "sluice_process_resident_memory_bytes") > 1 << 20
     assert metric(text, "sluice_process_open_fds") > 3

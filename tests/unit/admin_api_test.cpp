@@ -63,6 +63,7 @@ TEST_CASE("admin: Prometheus text has one family per metric and escaped labels",
     CHECK_THAT(text, Catch::Contains("sluice_route_state{route=\"r\\\"1\",state=\"failed\"} 0\n"));
     CHECK_THAT(text, Catch::Contains("file=\"/etc/sluice/routes/a\\\"b.yaml\""));
     CHECK_THAT(text, Catch::Contains("sluice_process_uptime_seconds 1.500\n"));
+    CHECK_THAT(text, Catch::Contains("# TYPE sluice_route_delivery_latency_seconds histogram\n"));
     // Each family's HELP appears once whatever the number of routes.
     const auto two = AdminApi::metrics_text(
         {status("a", RouteState::running), status("b", RouteState::running)}, {}, 0);
@@ -72,6 +73,26 @@ TEST_CASE("admin: Prometheus text has one family per metric and escaped labels",
         ++helps;
     }
     CHECK(helps == 1);
+}
+
+TEST_CASE("admin: the latency histogram's buckets are cumulative", "[admin]") {
+    auto s = status("h", RouteState::running);
+    s.latency = {};
+    s.latency[0] = 2;   // <= 1 ms
+    s.latency[3] = 3;   // <= 10 ms
+    s.latency[13] = 1;  // over 10 s
+    s.latency_sum_ms = 20500;
+    const auto text = AdminApi::metrics_text({s}, {}, 0);
+    const std::string b = "sluice_route_delivery_latency_seconds_bucket{route=\"h\",le=";
+    CHECK_THAT(text, Catch::Contains(b + "\"0.001\"} 2\n"));
+    CHECK_THAT(text, Catch::Contains(b + "\"0.005\"} 2\n"));
+    CHECK_THAT(text, Catch::Contains(b + "\"0.01\"} 5\n"));
+    CHECK_THAT(text, Catch::Contains(b + "\"10\"} 5\n"));
+    CHECK_THAT(text, Catch::Contains(b + "\"+Inf\"} 6\n"));
+    CHECK_THAT(text,
+               Catch::Contains("sluice_route_delivery_latency_seconds_count{route=\"h\"} 6\n"));
+    CHECK_THAT(text,
+               Catch::Contains("sluice_route_delivery_latency_seconds_sum{route=\"h\"} 20.500\n"));
 }
 
 TEST_CASE("admin: route JSON is valid and escapes what it quotes", "[admin]") {

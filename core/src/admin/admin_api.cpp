@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -207,6 +208,10 @@ std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
          &RouteStatus::holds},
         {"sluice_route_undelivered_total", "Messages held at stop and not delivered.",
          &RouteStatus::undelivered},
+        {"sluice_route_received_bytes_total", "Payload bytes the route took from its source.",
+         &RouteStatus::bytes_received},
+        {"sluice_route_delivered_bytes_total", "Payload bytes the sink confirmed.",
+         &RouteStatus::bytes_delivered},
     };
     for (const auto& c : kCounters) {
         m.family(c.name, "counter", c.help);
@@ -248,6 +253,27 @@ std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
                      route_label(r) + ",state=\"" + route_state_name(s) + "\"",
                      std::uint64_t{r.state == s ? 1u : 0u});
         }
+    }
+    m.family("sluice_route_delivery_latency_seconds", "histogram",
+             "From the message's receipt to the sink's confirmation.");
+    for (const auto& r : routes) {
+        const std::string l = route_label(r);
+        std::uint64_t cumulative = 0;
+        for (std::size_t b = 0; b < r.latency.size(); ++b) {
+            cumulative += r.latency[b];
+            std::string le = "+Inf";
+            if (b < kLatencyBucketsMs.size()) {
+                char text[32];
+                std::snprintf(text, sizeof text, "%g",
+                              static_cast<double>(kLatencyBucketsMs[b]) / 1000.0);
+                le = text;
+            }
+            m.sample("sluice_route_delivery_latency_seconds_bucket", l + ",le=\"" + le + "\"",
+                     cumulative);
+        }
+        m.sample("sluice_route_delivery_latency_seconds_sum", l,
+                 static_cast<double>(r.latency_sum_ms) / 1000.0);
+        m.sample("sluice_route_delivery_latency_seconds_count", l, cumulative);
     }
     m.family("sluice_route_info", "gauge", "The route's manifest and configuration hash.");
     for (const auto& r : routes) {
@@ -309,6 +335,8 @@ std::string AdminApi::route_json(const RouteStatus& r) {
         {"restarts", r.restarts},
         {"holds", r.holds},
         {"undelivered", r.undelivered},
+        {"bytes_received", r.bytes_received},
+        {"bytes_delivered", r.bytes_delivered},
     };
     for (std::size_t i = 0; i < std::size(counters); ++i) {
         if (i) o += ",";

@@ -9,6 +9,7 @@
 // (pipelined delivery: batches in flight, completions, go-back-N retries).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -38,6 +39,10 @@ constexpr std::uint32_t kRouteFlagOversize = 0x80000000u;
 constexpr std::uint32_t kRouteHostFlags = 0xff000000u;
 const char* route_state_name(RouteState s);
 
+/// Upper bounds, in milliseconds, of the delivery latency histogram's buckets (then +Inf).
+inline constexpr std::array<std::uint64_t, 13> kLatencyBucketsMs{
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000};
+
 struct RouteCounters {
     std::atomic<std::uint64_t> received{0};            // taken from the source
     std::atomic<std::uint64_t> delivered{0};           // confirmed by the sink
@@ -54,6 +59,12 @@ struct RouteCounters {
     std::atomic<std::uint64_t> restarts{0};            // times the route was rebuilt after failing
     std::atomic<std::uint64_t> undelivered{0};         // held when the route stopped, not delivered
     std::atomic<std::uint64_t> resent{0};  // sent again by a go-back retry after Kafka confirmed
+    std::atomic<std::uint64_t> bytes_received{0};   // payload bytes taken from the source
+    std::atomic<std::uint64_t> bytes_delivered{0};  // payload bytes the sink confirmed
+    // Receipt (the message's timestamp) to the sink's confirmation, in the buckets of
+    // kLatencyBucketsMs (the last one counts the rest); sum in milliseconds.
+    std::array<std::atomic<std::uint64_t>, 14> latency{};
+    std::atomic<std::uint64_t> latency_sum_ms{0};
 };
 
 struct RouteStatus {
@@ -71,6 +82,9 @@ struct RouteStatus {
     std::uint64_t in_flight;  // batches handed to a pipelined sink, not yet confirmed
     // Heap the route kept for reuse (empty arenas) when it last went idle: what a burst left.
     std::uint64_t spare_bytes;
+    std::uint64_t bytes_received, bytes_delivered;
+    std::array<std::uint64_t, 14> latency;  // per bucket of kLatencyBucketsMs, then the rest
+    std::uint64_t latency_sum_ms;
     // What the route was made from, for the admin API.
     std::string file;         // its manifest
     std::string config_hash;  // 16 hex digits: equal for equal manifests within this process
@@ -170,6 +184,8 @@ private:
     void fail(const std::string& stage, const std::string& message);
     void set_state(RouteState s, std::string reason);
     void note_error(const std::string& reason);  // with state_mu_ held
+    // The sink confirmed `m` (counters: bytes, latency from its receipt).
+    void note_delivered(const sluice_message& m, std::int64_t now_ms);
     bool stopping() const { return stop_requested_.load(); }
     std::chrono::steady_clock::time_point drain_deadline();
     bool holds_nothing() const;
