@@ -92,6 +92,14 @@ bool DeliveryTracker::wait_settled(Clock::time_point deadline) {
     return cv_.wait_until(lock, deadline, [&] { return settle_done_; });
 }
 
+std::string DeliveryTracker::unsettled_reason() const {
+    std::lock_guard lock(mu_);
+    if (settle_done_) return "settled";
+    if (producing_) return "its batch is still being produced";
+    if (settle_started_) return "its settle function has not returned";
+    return std::to_string(outstanding_) + " delivery reports outstanding";
+}
+
 bool DeliveryTracker::settled() const {
     std::lock_guard lock(mu_);
     return settle_done_;

@@ -21,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <sluice/sdk.hpp>
+#include <string>
 #include <vector>
 
 namespace sluice::plugins::kafka {
@@ -97,6 +98,9 @@ public:
     bool wait_settled(Clock::time_point deadline);
     /// The settle function has returned; late reports may still be outstanding().
     bool settled() const;
+    /// For an error message: why the batch is not settled ("still being produced", "its
+    /// settle function is running", ...).
+    std::string unsettled_reason() const;
 
     std::size_t outstanding() const;
 

@@ -680,8 +680,14 @@ void KafkaSink::stop(milliseconds deadline) {
     for (const auto& t : batches) {
         t->settle(Why::stopped);
         // Settling elsewhere (the poll thread, interrupt()) only calls the host, which does
-        // not block: this wait is short.
-        while (!t->wait_settled(Clock::now() + milliseconds(100))) {
+        // not block: this wait is short. It is bounded all the same: a stop that never returns
+        // keeps the route (and the process's exit) waiting for good.
+        if (!t->wait_settled(std::max(end, Clock::now() + milliseconds(100)))) {
+            host_.error("stop: a batch was not settled by the deadline (" + t->unsettled_reason() +
+                        "); the route counts its messages as unconfirmed");
+            undelivered += t->size();
+            producer_->keep_until_destroyed(t);
+            continue;
         }
         if (const std::size_t n = t->outstanding(); n > 0) {
             undelivered += n;
