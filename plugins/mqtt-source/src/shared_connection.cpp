@@ -291,7 +291,9 @@ void SharedConnection::collect(const ::mqtt::message& message, std::vector<std::
         return !f.members.empty();
     };
     if (ids.empty()) {
-        // A broker that sends no identifiers: every filter is looked at.
+        // A PUBLISH that names no subscription (a broker that supports identifiers names
+        // every one it matched; one that does not refuses our SUBSCRIBEs, which the routes
+        // report): every filter is looked at.
         for (const auto& [id, list] : filters_) {
             for (const auto& f : list) take(f);
         }
