@@ -478,7 +478,9 @@ int cmd_run(const Options& o) {
         std::string error;
         sluice::admin::parse_listen(loaded->host.admin_listen, host, port, error);
         auto api = std::make_shared<sluice::admin::AdminApi>(
-            [&supervisor] { return supervisor.status(); }, admin_token);
+            [&supervisor] { return supervisor.status(); },
+            [&supervisor](const std::string& route) { return supervisor.open_tap(route); },
+            admin_token);
         try {
             admin_http = std::make_unique<sluice::admin::HttpServer>(
                 host, port, [api](const sluice::admin::Request& r) { return api->handle(r); });

@@ -175,6 +175,7 @@ Route::Step Route::run_transforms() {
         if (in->empty()) break;  // everything filtered or rejected: nothing for the rest
     }
     pending_.swap(*in);
+    if (taps_.active()) taps_.publish(pending_);
     ingress_.clear();
     work_a_.clear();
     work_b_.clear();

@@ -52,4 +52,12 @@ std::vector<RouteStatus> Supervisor::status() const {
     return out;
 }
 
+std::shared_ptr<Tap> Supervisor::open_tap(const std::string& name) {
+    std::lock_guard lock(mu_);
+    for (auto& r : routes_) {
+        if (r->name() == name) return r->open_tap();
+    }
+    return nullptr;
+}
+
 }  // namespace sluice

@@ -30,7 +30,8 @@ Request get(const std::string& target, const std::string& auth = {}) {
 }  // namespace
 
 TEST_CASE("admin: the token guards everything but health and readiness", "[admin]") {
-    AdminApi api([] { return std::vector<RouteStatus>{status("a", RouteState::running)}; }, "tok");
+    AdminApi api([] { return std::vector<RouteStatus>{status("a", RouteState::running)}; }, nullptr,
+                 "tok");
     CHECK(api.handle(get("/healthz")).status == 200);
     CHECK(api.handle(get("/readyz")).status == 200);
     CHECK(api.handle(get("/metrics")).status == 401);
@@ -48,7 +49,7 @@ TEST_CASE("admin: readiness names the routes that do not run", "[admin]") {
             return std::vector<RouteStatus>{status("a", RouteState::running),
                                             status("b", RouteState::degraded)};
         },
-        "");
+        nullptr, "");
     const auto r = api.handle(get("/readyz"));
     CHECK(r.status == 503);
     CHECK_THAT(r.body, Catch::Contains("b: degraded"));
@@ -123,4 +124,35 @@ TEST_CASE("admin: listen addresses", "[admin]") {
     CHECK(sluice::admin::is_loopback("localhost"));
     CHECK_FALSE(sluice::admin::is_loopback("0.0.0.0"));
     CHECK_FALSE(sluice::admin::is_loopback("192.168.1.2"));
+}
+
+TEST_CASE("tap: bounded, newest kept, losses counted, closed when nobody watches", "[admin][tap]") {
+    sluice::TapSet set;
+    CHECK_FALSE(set.active());
+    auto tap = set.open();
+    CHECK(set.active());
+    sluice::MessageArena batch;
+    for (int i = 0; i < 250; ++i) {
+        const std::string payload = "p" + std::to_string(i);
+        sluice_message m{};
+        m.struct_size = sizeof m;
+        m.topic = "t";
+        m.topic_len = 1;
+        m.payload = payload.data();
+        m.payload_len = payload.size();
+        batch.append(m);
+        if (batch.size() == 50) {
+            set.publish(batch);
+            batch.clear();
+        }
+    }
+    std::uint64_t lost = 0;
+    const auto got = tap->take(lost);
+    REQUIRE(got.size() == sluice::Tap::kCapacity);
+    CHECK(lost == 50);
+    CHECK_THAT(got.back(), Catch::Contains("\"payload\":\"p249\""));
+    CHECK_THAT(got.front(), Catch::Contains("\"payload\":\"p50\""));
+    tap.reset();
+    set.publish(batch);  // notices that nobody watches any more
+    CHECK_FALSE(set.active());
 }

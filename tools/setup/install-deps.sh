@@ -8,8 +8,8 @@ packages=(
   cmake ninja-build g++ make pkg-config
   # host runtime and SDK
   libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  # tests
-  catch2 python3 python3-pytest
+  # tests (chromium: the status page's test, headless)
+  catch2 python3 python3-pytest chromium
   # MQTT and Kafka (paho's CMake package asks for OpenSSL's headers: libssl-dev)
   libpaho-mqtt-dev libpaho-mqttpp-dev libssl-dev librdkafka-dev mosquitto mosquitto-clients kcat
   python3-kafka openssl

@@ -4,12 +4,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sluice/sdk/json.hpp>
 #include <stdexcept>
+
+#include "sluice/core/admin/status_page.hpp"
 
 namespace sluice::admin {
 namespace {
@@ -86,7 +89,7 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }
 
 Response json(int status, std::string body) {
-    return Response{status, "application/json", std::move(body) + "\n", {}};
+    return Response{status, "application/json", std::move(body) + "\n", {}, {}};
 }
 
 std::uint64_t status_value(const std::string& key) {
@@ -96,6 +99,101 @@ std::uint64_t status_value(const std::string& key) {
     }
     return 0;
 }
+
+std::string percent_decode(std::string_view v) {
+    std::string out;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] == '%' && i + 2 < v.size() &&
+            std::isxdigit(static_cast<unsigned char>(v[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
+            out += static_cast<char>(std::stoi(std::string(v.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += v[i];
+        }
+    }
+    return out;
+}
+
+// The value of `key` in the target's query, percent-decoded; "" when absent.
+std::string query_value(std::string_view target, std::string_view key) {
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return {};
+    std::string_view rest = target.substr(q + 1);
+    while (!rest.empty()) {
+        const auto amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+        const auto eq = pair.find('=');
+        if (eq != std::string_view::npos && pair.substr(0, eq) == key) {
+            return percent_decode(pair.substr(eq + 1));
+        }
+    }
+    return {};
+}
+
+Response text(int status, std::string body) {
+    Response r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+}
+
+// Every route's figures for the page, once a second.
+class RoutesStream final : public EventStream {
+public:
+    explicit RoutesStream(AdminApi::StatusFn status) : status_(std::move(status)) {}
+    std::string next() override {
+        const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        std::string o = "data: {\"time_ms\":" + std::to_string(now) + ",\"routes\":[";
+        bool first = true;
+        for (const auto& r : status_()) {
+            if (!first) o += ",";
+            first = false;
+            o += "{\"name\":";
+            append_quoted(o, r.name);
+            o += ",\"state\":";
+            append_quoted(o, route_state_name(r.state));
+            o += ",\"reason\":";
+            append_quoted(o, r.reason);
+            o += ",\"received\":" + std::to_string(r.received) +
+                 ",\"delivered\":" + std::to_string(r.delivered) +
+                 ",\"errors\":" + std::to_string(r.errors) + ",\"dropped\":" +
+                 std::to_string(r.dropped_full + r.dropped_overflow + r.dropped_oversize) +
+                 ",\"buffered\":" + std::to_string(r.buffered) +
+                 ",\"buffered_bytes\":" + std::to_string(r.buffered_bytes) + ",\"last_error\":";
+            append_quoted(o, r.last_error);
+            o += "}";
+        }
+        return o + "]}\n\n";
+    }
+
+private:
+    AdminApi::StatusFn status_;
+};
+
+// What leaves one route's transforms, a few times a second while the page watches.
+class TapStream final : public EventStream {
+public:
+    explicit TapStream(std::shared_ptr<Tap> tap) : tap_(std::move(tap)) {}
+    std::string next() override {
+        std::uint64_t lost = 0;
+        const auto messages = tap_->take(lost);
+        if (messages.empty() && lost == 0) return {};
+        std::string o = "data: {\"lost\":" + std::to_string(lost) + ",\"messages\":[";
+        for (std::size_t i = 0; i < messages.size(); ++i) {
+            if (i) o += ",";
+            o += messages[i];
+        }
+        return o + "]}\n\n";
+    }
+    std::chrono::milliseconds interval() const override { return std::chrono::milliseconds(200); }
+
+private:
+    std::shared_ptr<Tap> tap_;
+};
 
 }  // namespace
 
@@ -111,8 +209,9 @@ ProcessInfo read_process_info() {
     return p;
 }
 
-AdminApi::AdminApi(StatusFn status, std::string token)
+AdminApi::AdminApi(StatusFn status, TapFn open_tap, std::string token)
     : status_(std::move(status)),
+      open_tap_(std::move(open_tap)),
       token_(std::move(token)),
       started_(std::chrono::steady_clock::now()) {}
 
@@ -120,17 +219,25 @@ bool AdminApi::authorized(const Request& request) const {
     if (token_.empty()) return true;
     constexpr std::string_view kBearer = "Bearer ";
     const std::string_view given = request.authorization;
-    if (given.substr(0, kBearer.size()) != kBearer) return false;
-    return constant_time_equal(given.substr(kBearer.size()), token_);
+    if (given.substr(0, kBearer.size()) == kBearer) {
+        return constant_time_equal(given.substr(kBearer.size()), token_);
+    }
+    const std::string from_query = query_value(request.target, "token");
+    return !from_query.empty() && constant_time_equal(from_query, token_);
 }
 
 Response AdminApi::handle(const Request& request) const {
     std::string_view path = request.target;
     if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
     if (request.method != "GET" && request.method != "HEAD") {
-        return Response{405, "text/plain; charset=utf-8", "only GET\n", {}};
+        return text(405, "only GET\n");
     }
-    if (path == "/healthz") return Response{200, "text/plain; charset=utf-8", "ok\n", {}};
+    if (path == "/healthz") return text(200, "ok\n");
+    if (path == "/") {
+        Response page = text(200, kStatusPage);
+        page.content_type = "text/html; charset=utf-8";
+        return page;
+    }
     if (path == "/readyz") {
         std::string not_running;
         for (const auto& r : status_()) {
@@ -138,21 +245,34 @@ Response AdminApi::handle(const Request& request) const {
             not_running += r.name + ": " + route_state_name(r.state) +
                            (r.reason.empty() ? "" : " (" + r.reason + ")") + "\n";
         }
-        if (not_running.empty()) return Response{200, "text/plain; charset=utf-8", "ready\n", {}};
-        return Response{503, "text/plain; charset=utf-8", "not ready:\n" + not_running, {}};
+        if (not_running.empty()) return text(200, "ready\n");
+        return text(503, "not ready:\n" + not_running);
     }
     if (!authorized(request)) {
-        return Response{401, "text/plain; charset=utf-8",
-                        "a bearer token is required (Authorization: Bearer <token>)\n",
-                        "Bearer realm=\"sluice\""};
+        Response r = text(401, "a bearer token is required (Authorization: Bearer <token>)\n");
+        r.www_authenticate = "Bearer realm=\"sluice\"";
+        return r;
     }
     if (path == "/metrics") {
         const double uptime =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-        return Response{200,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        metrics_text(status_(), read_process_info(), uptime),
-                        {}};
+        Response r = text(200, metrics_text(status_(), read_process_info(), uptime));
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return r;
+    }
+    if (path == "/api/events") {
+        Response r;
+        r.events = std::make_shared<RoutesStream>(status_);
+        return r;
+    }
+    constexpr std::string_view kTap = "/api/tap/";
+    if (path.substr(0, kTap.size()) == kTap) {
+        const std::string name = percent_decode(path.substr(kTap.size()));
+        auto tap = open_tap_ ? open_tap_(name) : nullptr;
+        if (!tap) return text(404, "no route named '" + name + "'\n");
+        Response r;
+        r.events = std::make_shared<TapStream>(std::move(tap));
+        return r;
     }
     if (path == "/api/routes") {
         std::string body = "[";
@@ -174,10 +294,7 @@ Response AdminApi::handle(const Request& request) const {
         append_quoted(body, "no route named '" + std::string(name) + "'");
         return json(404, body + "}");
     }
-    return Response{404,
-                    "text/plain; charset=utf-8",
-                    "not found; try /healthz, /readyz, /metrics, /api/routes\n",
-                    {}};
+    return text(404, "not found; try /, /healthz, /readyz, /metrics, /api/routes\n");
 }
 
 std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,

@@ -1,6 +1,7 @@
 #include "sluice/core/admin/http_server.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -20,6 +21,8 @@ using tcp = net::ip::tcp;
 
 // A client that sends nothing for this long is dropped: it holds a socket and nothing else.
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
+// An event stream with nothing to say sends a comment this often.
+constexpr auto kKeepAlive = std::chrono::seconds(15);
 // The admin API takes no request bodies worth the name.
 constexpr std::uint64_t kBodyLimit = 64 * 1024;
 
@@ -55,7 +58,12 @@ private:
         try {
             out = handler_(r);
         } catch (const std::exception& e) {
-            out = Response{500, "text/plain; charset=utf-8", std::string("error: ") + e.what(), {}};
+            out = Response{
+                500, "text/plain; charset=utf-8", std::string("error: ") + e.what(), {}, {}};
+        }
+        if (out.events) {
+            stream_events(std::move(out.events));
+            return;
         }
         res_ = {};
         res_.version(req.version());
@@ -80,8 +88,48 @@ private:
             });
     }
 
+    // The rest of the connection is one event stream: headers, then whatever the stream has
+    // every interval, and a comment now and then so that proxies keep the connection open.
+    void stream_events(std::shared_ptr<EventStream> events) {
+        events_ = std::move(events);
+        stream_.expires_never();
+        out_ =
+            "HTTP/1.1 200 OK\r\nServer: sluice\r\nContent-Type: text/event-stream\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n\r\nretry: 2000\n\n";
+        out_ += events_->next();
+        write_events();
+    }
+    void write_events() {
+        last_write_ = std::chrono::steady_clock::now();
+        net::async_write(stream_.socket(), net::buffer(out_),
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             if (ec) return;  // the client went away: the stream ends
+                             self->wait_events();
+                         });
+    }
+    void wait_events() {
+        timer_.expires_after(events_->interval());
+        timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            if (ec) return;
+            self->out_ = self->events_->next();
+            if (self->out_.empty() &&
+                std::chrono::steady_clock::now() - self->last_write_ >= kKeepAlive) {
+                self->out_ = ": keep-alive\n\n";
+            }
+            if (self->out_.empty()) {
+                self->wait_events();
+            } else {
+                self->write_events();
+            }
+        });
+    }
+
     beast::tcp_stream stream_;
     const Handler& handler_;
+    net::steady_timer timer_{stream_.get_executor()};
+    std::shared_ptr<EventStream> events_;
+    std::string out_;
+    std::chrono::steady_clock::time_point last_write_;
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> res_;

@@ -26,6 +26,7 @@
 #include "sluice/core/buffer/route_buffer.hpp"
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/message_arena.hpp"
+#include "sluice/core/tap.hpp"
 #include "sluice/core/plugin_instance.hpp"
 #include "sluice/core/runtime/executor.hpp"
 
@@ -120,6 +121,9 @@ public:
     bool done() const { return done_.load(); }
 
     RouteStatus status() const;
+    /// A tap on what leaves the transforms (the status page); closed when the last copy of the
+    /// pointer goes. THREAD: any.
+    std::shared_ptr<Tap> open_tap() { return taps_.open(); }
 
     /// Stopping and past its drain deadline while a plugin call has not returned: asks that
     /// call to end early (plugins that support it). ANY thread; cheap when nothing is due.
@@ -270,6 +274,7 @@ private:
     std::atomic<std::size_t> in_flight_count_{0};  // for status()
     std::atomic<std::uint64_t> spare_bytes_{0};    // for status(), set by trim_memory()
     std::string config_hash_;                      // set once, by the constructor
+    TapSet taps_;
     // Guarded by state_mu_.
     std::int64_t state_since_ms_ = 0;
     std::string last_error_;

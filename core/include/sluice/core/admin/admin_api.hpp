@@ -7,8 +7,13 @@
 //   GET /metrics          Prometheus text format 0.0.4
 //   GET /api/routes       JSON: every route
 //   GET /api/routes/NAME  JSON: one route, 404 when there is none of that name
+//   GET /                 the status page (self-contained HTML: table, live chart, tap)
+//   GET /api/events       server-sent events: every route's figures once a second
+//   GET /api/tap/NAME     server-sent events: messages as they leave the route's transforms
 //
-// With a token set, everything but /healthz and /readyz needs "Authorization: Bearer <token>".
+// With a token set, everything but /healthz, /readyz and the page itself needs
+// "Authorization: Bearer <token>", or ?token=<token> for the event streams (EventSource cannot
+// set headers).
 #pragma once
 
 #include <chrono>
@@ -18,6 +23,7 @@
 
 #include "sluice/core/admin/http_server.hpp"
 #include "sluice/core/route.hpp"
+#include "sluice/core/tap.hpp"
 
 namespace sluice::admin {
 
@@ -33,7 +39,9 @@ ProcessInfo read_process_info();
 class AdminApi {
 public:
     using StatusFn = std::function<std::vector<RouteStatus>()>;
-    AdminApi(StatusFn status, std::string token);
+    /// Opens a tap on a route; nullptr when there is no such route.
+    using TapFn = std::function<std::shared_ptr<Tap>(const std::string&)>;
+    AdminApi(StatusFn status, TapFn open_tap, std::string token);
 
     Response handle(const Request& request) const;
 
@@ -46,6 +54,7 @@ private:
     bool authorized(const Request& request) const;
 
     StatusFn status_;
+    TapFn open_tap_;
     std::string token_;
     std::chrono::steady_clock::time_point started_;
 };

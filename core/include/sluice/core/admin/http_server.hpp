@@ -4,6 +4,7 @@
 // count stays bounded. Handlers run on that thread and must not block: they read snapshots.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -17,11 +18,23 @@ struct Request {
     std::string authorization;  // the Authorization header, "" when absent
 };
 
+/// A server-sent event stream (text/event-stream): the server asks for the next data every
+/// interval() until the client goes away, then destroys the stream.
+class EventStream {
+public:
+    virtual ~EventStream() = default;
+    /// On the server's thread: what to send now, already in event format ("data: ...\n\n"),
+    /// or "" for nothing. Must not block.
+    virtual std::string next() = 0;
+    virtual std::chrono::milliseconds interval() const { return std::chrono::milliseconds(1000); }
+};
+
 struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
-    std::string www_authenticate;  // set with 401
+    std::string www_authenticate;         // set with 401
+    std::shared_ptr<EventStream> events;  // set: the answer is this stream, not `body`
 };
 
 using Handler = std::function<Response(const Request&)>;
