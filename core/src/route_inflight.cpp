@@ -23,6 +23,9 @@ namespace {
 enum class Verdict : std::uint8_t { ok, retry, error };
 
 constexpr std::size_t kKeepArenaBytes = 64u << 10;
+// Recycled batch arenas an idle route keeps (it may keep max_in_flight while busy): 10,000
+// quiet routes must not each hold dozens.
+constexpr std::size_t kIdleSpareArenas = 2;
 
 }  // namespace
 
@@ -332,6 +335,7 @@ void Route::trim_memory() {
     for (MessageArena* a : {&ingress_, &pending_, &scratch_, &work_a_, &work_b_, &dead_letters_}) {
         a->shrink(kKeepArenaBytes);
     }
+    if (spare_arenas_.size() > kIdleSpareArenas) spare_arenas_.resize(kIdleSpareArenas);
     for (auto& a : spare_arenas_) a.shrink(kKeepArenaBytes);
     buffer_->trim();
     const std::uint64_t after = spare_footprint();

@@ -537,16 +537,17 @@ long number_in(const fs::path& file) {
 
 TEST_CASE("a route gives back what a burst made its arenas grow to once it is idle",
           "[runtime][memory]") {
-    // 5,000 messages of 4 KB against a sink that takes its time: batches of 500 (2 MB each)
-    // fill the route's arenas. Idle again, the route keeps at most a few small spares, and the
+    // 5,000 messages of 8 KB against a sink that takes its time: batches of 500 (4 MB each)
+    // fill the route's arenas. Idle again, the route keeps at most a few small spares (a
+    // handful of arenas of at most 64 KiB of bytes and a batch's bookkeeping each), and the
     // process hands the freed pages back to the system (malloc_trim).
     const auto dir = scratch_dir();
     sluice::Supervisor sup(dir / "state", 2);
     const auto trims_before = sluice::memory::trims();
     for (auto& r : routes(dir, R"(route: burst
 batch_size: 500
-buffer: {max_bytes: 33554432}
-source: {burst-source: {count: 5000, payload_bytes: 4000, end_of_input: false}}
+buffer: {max_bytes: 67108864}
+source: {burst-source: {count: 5000, payload_bytes: 8000, end_of_input: false}}
 sink: {async-sink: {delay_ms: 5, file: "${DIR}/out"}}
 )")) {
         sup.start(std::move(r));
