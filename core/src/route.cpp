@@ -404,11 +404,18 @@ bool Route::build_source(std::string& error) {
     source_emitter_.end_of_input = [](void* ctx) { static_cast<Route*>(ctx)->on_end_of_input(); };
     source_can_hold_.store(source_->can_hold_input());
     std::string err;
-    if (source_->start(&source_emitter_, err) != SLUICE_OK) {
+    // Until start() returns the source cannot be asked to hold back (abi.h): what it emits
+    // meanwhile, on its own threads, is taken whatever the headroom, and the hold follows
+    // at once if the buffer filled.
+    starting_source_.store(true);
+    const bool started = source_->start(&source_emitter_, err) == SLUICE_OK;
+    if (!started) {
+        starting_source_.store(false);
         error = spec_.source.label + ": start failed: " + err;
         return false;
     }
     set_hold_target(source_.get());
+    starting_source_.store(false);
     return true;
 }
 

@@ -56,9 +56,11 @@ sluice_status Route::take(const sluice_message& m) {
     const bool own_thread = on_own_thread();
     switch (b.when_full) {
         case BufferOptions::WhenFull::block:
-            if (own_thread || releasing_source_.load()) {
+            if (own_thread || releasing_source_.load() || starting_source_.load()) {
                 // A source emitting from inside start() or stop(), on the worker's thread:
-                // only that thread could make room, so waiting would never end.
+                // only that thread could make room, so waiting would never end. And while
+                // start() runs the source cannot be asked to hold back yet: what it sends is
+                // taken, and the hold follows when start() returns.
                 r = buffer->append(m, UINT64_MAX, &error);
             } else if (source_can_hold_.load(std::memory_order_relaxed)) {
                 r = buffer->append(m, b.max_bytes + b.headroom(), &error);
@@ -130,8 +132,8 @@ void Route::hold_source() {
     if (held_.load(std::memory_order_relaxed)) return;
     held_.store(true);
     counters_.holds.fetch_add(1, std::memory_order_relaxed);
-    // A source that fills the buffer while its start() is still running is held as soon as
-    // start() returns (set_hold_target).
+    // A source that fills the buffer while its start() is still running is taken in full
+    // meanwhile (take()) and held by the first message after start() returned.
     if (hold_target_ != nullptr) hold_target_->hold_input(true);
 }
 

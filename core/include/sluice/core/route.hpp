@@ -26,9 +26,9 @@
 #include "sluice/core/buffer/route_buffer.hpp"
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/message_arena.hpp"
-#include "sluice/core/tap.hpp"
 #include "sluice/core/plugin_instance.hpp"
 #include "sluice/core/runtime/executor.hpp"
+#include "sluice/core/tap.hpp"
 
 namespace sluice {
 
@@ -306,6 +306,7 @@ private:
     std::string fatal_reason_;                   // guarded by wait_mu_
     std::atomic<bool> closed_{false};            // the route takes nothing more
     std::atomic<bool> releasing_source_{false};  // the source is being stopped: never wait
+    std::atomic<bool> starting_source_{false};   // inside its start(): it cannot be held yet
     std::atomic<bool> source_can_hold_{false};
     std::chrono::steady_clock::time_point drain_deadline_{};  // guarded by wait_mu_
     std::uint32_t sink_retry_ms_ = 100;
