@@ -88,6 +88,11 @@ Route::Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir
       memory_budget_(memory_budget) {
     backoff_ms_ = spec_.options.restart_initial_ms;
     config_hash_ = config_hash_of(spec_.fingerprint());
+    stop_labels_.push_back(spec_.source.label + " (stop)");
+    for (const auto& t : spec_.transforms) stop_labels_.push_back(t.label + " (stop)");
+    stop_labels_.push_back(spec_.sink.label + " (stop)");
+    stop_labels_.push_back(spec_.dead_letter.label + " (stop)");
+    stop_labels_.push_back("destroying the sink side");
     state_since_ms_ = wall_ms();
     completion_.struct_size = sizeof completion_;
     completion_.ctx = this;
@@ -427,9 +432,11 @@ void Route::teardown_source(std::uint32_t deadline_ms) {
     releasing_source_.store(true);
     room_cv_.notify_all();
     std::string err;
+    in_call_.store(&stop_labels_.front(), std::memory_order_release);
     if (source_ && source_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.source.label + ": stop: " + err);
     }
+    in_call_.store(nullptr, std::memory_order_release);
     source_.reset();
     source_host_.reset();
     releasing_source_.store(false);
@@ -441,23 +448,35 @@ void Route::teardown_downstream(std::uint32_t deadline_ms) {
         submitted_to_ = nullptr;
     }
     std::string err;
+    // A stop() that never returns shows in the status and in the give-up message at exit
+    // (stuck_in), as a call in progress does.
+    // stop_labels_: the source, each transform, the sink, the dead-letter sink, destroying.
+    const auto stopping = [this](std::size_t k) {
+        in_call_.store(&stop_labels_[k], std::memory_order_release);
+    };
     for (std::size_t i = 0; i < transforms_.size(); ++i) {
+        stopping(1 + i);
         if (transforms_[i]->stop(deadline_ms, err) != SLUICE_OK) {
             log::warn("route " + spec_.name, spec_.transforms[i].label + ": stop: " + err);
         }
     }
+    const std::size_t after = 1 + spec_.transforms.size();
+    stopping(after);
     if (sink_ && sink_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.sink.label + ": stop: " + err);
     }
+    stopping(after + 1);
     if (dead_letter_ && dead_letter_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.dead_letter.label + ": stop: " + err);
     }
+    stopping(after + 2);
     transforms_.clear();
     sink_.reset();
     // The sink's stop() settled what it had in flight; a sink that did not is taken at its
     // word that nothing more comes: what it held goes again with the rebuilt sink.
     settle_all_in_flight("the sink stopped without confirming it");
     dead_letter_.reset();
+    in_call_.store(nullptr, std::memory_order_release);
     downstream_hosts_.clear();
 }
 

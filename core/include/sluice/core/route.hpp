@@ -307,6 +307,8 @@ private:
     std::atomic<bool> closed_{false};            // the route takes nothing more
     std::atomic<bool> releasing_source_{false};  // the source is being stopped: never wait
     std::atomic<bool> starting_source_{false};   // inside its start(): it cannot be held yet
+    // What in_call_ points to while a stage's stop() runs; made once, never changed.
+    std::vector<std::string> stop_labels_;
     std::atomic<bool> source_can_hold_{false};
     std::chrono::steady_clock::time_point drain_deadline_{};  // guarded by wait_mu_
     std::uint32_t sink_retry_ms_ = 100;
