@@ -370,6 +370,10 @@ bool Route::end_call() {
 
 void Route::interrupt_if_overdue() {
     if (!stopping()) return;
+    // Past the drain deadline the route must run once more to finish its stop, whatever woke
+    // it or did not: a missed wake-up would otherwise keep it (and the process's exit)
+    // waiting until the process gives up on it.
+    if (Clock::now() >= drain_deadline() && !done_.load()) again();
     if (in_call_.load(std::memory_order_acquire) == nullptr &&
         in_flight_count_.load(std::memory_order_relaxed) == 0) {
         return;
