@@ -353,21 +353,46 @@ Route::StageHost* Route::make_host(const StageSpec& s) {
     return raw;
 }
 
+void Route::install(std::unique_ptr<PluginInstance>& slot, std::unique_ptr<PluginInstance> made) {
+    {
+        std::lock_guard lock(instances_mu_);
+        slot.swap(made);
+    }
+    // `made` now holds the old instance: destroyed here, where a scrape does not wait for it.
+}
+
+void Route::plugin_metrics(std::vector<PluginMetric>& out) const {
+    PluginMetricCollector collector(out, spec_.name);
+    const auto collect = [&](const PluginInstance* instance, const StageSpec& stage) {
+        if (instance == nullptr || stage.plugin == nullptr) return;
+        instance->metrics(
+            collector.writer_for(stage.label.substr(0, stage.label.find(' ')), stage.plugin->id));
+    };
+    std::lock_guard lock(instances_mu_);
+    collect(source_.get(), spec_.source);
+    for (std::size_t i = 0; i < transforms_.size() && i < spec_.transforms.size(); ++i) {
+        collect(transforms_[i].get(), spec_.transforms[i]);
+    }
+    collect(sink_.get(), spec_.sink);
+    collect(dead_letter_.get(), spec_.dead_letter);
+}
+
 bool Route::build_downstream(std::string& error) {
     const StageSpec* current = &spec_.sink;
     try {
-        sink_ = std::make_unique<PluginInstance>(*spec_.sink.plugin, *spec_.sink.config,
-                                                 &make_host(spec_.sink)->api);
+        install(sink_, std::make_unique<PluginInstance>(*spec_.sink.plugin, *spec_.sink.config,
+                                                        &make_host(spec_.sink)->api));
         for (const auto& t : spec_.transforms) {
             current = &t;
-            transforms_.push_back(
-                std::make_unique<PluginInstance>(*t.plugin, *t.config, &make_host(t)->api));
+            auto made = std::make_unique<PluginInstance>(*t.plugin, *t.config, &make_host(t)->api);
+            std::lock_guard lock(instances_mu_);
+            transforms_.push_back(std::move(made));
         }
         if (spec_.dead_letter.plugin != nullptr) {
             current = &spec_.dead_letter;
-            dead_letter_ = std::make_unique<PluginInstance>(*spec_.dead_letter.plugin,
-                                                            *spec_.dead_letter.config,
-                                                            &make_host(spec_.dead_letter)->api);
+            install(dead_letter_, std::make_unique<PluginInstance>(
+                                      *spec_.dead_letter.plugin, *spec_.dead_letter.config,
+                                      &make_host(spec_.dead_letter)->api));
         }
     } catch (const StageFailure& f) {
         error = current->label + ": " + f.message;
@@ -393,8 +418,9 @@ bool Route::build_downstream(std::string& error) {
 
 bool Route::build_source(std::string& error) {
     try {
-        source_ = std::make_unique<PluginInstance>(*spec_.source.plugin, *spec_.source.config,
-                                                   &make_host(spec_.source)->api);
+        install(source_,
+                std::make_unique<PluginInstance>(*spec_.source.plugin, *spec_.source.config,
+                                                 &make_host(spec_.source)->api));
     } catch (const StageFailure& f) {
         error = spec_.source.label + ": " + f.message;
         return false;
@@ -437,7 +463,7 @@ void Route::teardown_source(std::uint32_t deadline_ms) {
         log::warn("route " + spec_.name, spec_.source.label + ": stop: " + err);
     }
     in_call_.store(nullptr, std::memory_order_release);
-    source_.reset();
+    install(source_, nullptr);
     source_host_.reset();
     releasing_source_.store(false);
 }
@@ -470,12 +496,18 @@ void Route::teardown_downstream(std::uint32_t deadline_ms) {
         log::warn("route " + spec_.name, spec_.dead_letter.label + ": stop: " + err);
     }
     stopping(after + 2);
-    transforms_.clear();
-    sink_.reset();
+    {
+        std::vector<std::unique_ptr<PluginInstance>> gone;
+        {
+            std::lock_guard lock(instances_mu_);
+            gone.swap(transforms_);
+        }
+    }
+    install(sink_, nullptr);
     // The sink's stop() settled what it had in flight; a sink that did not is taken at its
     // word that nothing more comes: what it held goes again with the rebuilt sink.
     settle_all_in_flight("the sink stopped without confirming it");
-    dead_letter_.reset();
+    install(dead_letter_, nullptr);
     in_call_.store(nullptr, std::memory_order_release);
     downstream_hosts_.clear();
 }

@@ -37,6 +37,26 @@ def metric(text, name, **labels):
     return None
 
 
+def samples(text, name):
+    """Every sample of `name`: [(labels as a dict, value)]."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if m and m.group(1) == name:
+            labels = dict(re.findall(r'([a-z_]+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out.append((labels, float(m.group(3))))
+    return out
+
+
+def plugin_metric(text, name, route, stage, plugin):
+    """The one sample of a plugin metric for this route and stage, whatever its own label."""
+    found = [v for labels, v in samples(text, name)
+             if labels.get("route") == route and labels.get("stage") == stage and
+             labels.get("plugin") == plugin]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
 def write_config(tmp_path, listen, token=True):
     token_file = tmp_path / "admin.token"
     token_file.write_text(TOKEN + "\n")
@@ -92,6 +112,16 @@ def test_metrics_and_routes_match_what_was_sent(tmp_path, mosquitto, kafka):
     assert metric(text, "sluice_process_threads") > 0
     assert metric(text, "sluice_process_resident_memory_bytes") > 1 << 20
     assert metric(text, "sluice_process_open_fds") > 3
+    # The plugins' own figures (ABI 1.4), labelled with route, stage and plugin.
+    assert "# TYPE sluice_mqtt_connects_total counter" in text
+    assert plugin_metric(text, "sluice_mqtt_connects_total", "adm", "source", "mqtt-source") == 1
+    assert plugin_metric(text, "sluice_mqtt_connected", "adm", "source", "mqtt-source") == 1
+    assert plugin_metric(text, "sluice_mqtt_connection_losses_total", "adm", "source",
+                         "mqtt-source") == 0
+    assert plugin_metric(text, "sluice_kafka_in_flight_messages", "adm", "sink", "kafka-sink") == 0
+    assert plugin_metric(text, "sluice_kafka_producer_queue_messages", "adm", "sink",
+                         "kafka-sink") is not None
+    assert samples(text, "sluice_kafka_delivery_errors_total") == []
 
     status, body = get(port, "/api/routes", token=TOKEN)
     assert status == 200, body
@@ -109,6 +139,10 @@ def test_metrics_and_routes_match_what_was_sent(tmp_path, mosquitto, kafka):
 
     status, body = get(port, "/api/routes/adm", token=TOKEN)
     assert status == 200 and json.loads(body)["name"] == "adm"
+    own = {m["name"]: m for m in json.loads(body)["plugin_metrics"]}
+    assert own["sluice_mqtt_connected"]["value"] == 1
+    assert own["sluice_mqtt_connected"]["stage"] == "source"
+    assert own["sluice_kafka_in_flight_messages"]["plugin"] == "kafka-sink"
     status, body = get(port, "/api/routes/nope", token=TOKEN)
     assert status == 404 and "no route named 'nope'" in json.loads(body)["error"]
     assert get(port, "/nowhere", token=TOKEN)[0] == 404
@@ -137,6 +171,9 @@ def test_a_stopped_broker_shows_in_readyz_and_last_error(tmp_path, kafka):
     assert r["state"] == "degraded"
     assert r["last_error"] is not None and "cannot connect" in r["last_error"]["message"]
     assert r["last_error"]["time_ms"] > 0
+    _, text = get(port, "/metrics", token=TOKEN)
+    assert plugin_metric(text, "sluice_mqtt_connected", "away", "source", "mqtt-source") == 0
+    assert plugin_metric(text, "sluice_mqtt_connects_total", "away", "source", "mqtt-source") == 0
     rc, _ = sluice.terminate(30)
     assert rc == 0, sluice.log_text()
 

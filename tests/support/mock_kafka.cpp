@@ -185,4 +185,10 @@ void MockKafka::set_up(std::int32_t id) {
     check(rd_kafka_mock_broker_set_up(cluster_, id), "broker up");
 }
 
+void MockKafka::fail_produce(std::size_t n, int err) {
+    const std::vector<rd_kafka_resp_err_t> errors(n, static_cast<rd_kafka_resp_err_t>(err));
+    constexpr std::int16_t kProduceApiKey = 0;  // the protocol's; not in the public headers
+    rd_kafka_mock_push_request_errors_array(cluster_, kProduceApiKey, errors.size(), errors.data());
+}
+
 }  // namespace sluice::test

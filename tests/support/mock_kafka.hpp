@@ -66,6 +66,8 @@ public:
     /// without an id, all brokers. Leadership does not move. Throws on an unknown id.
     void set_down(std::int32_t id = kAllBrokers);
     void set_up(std::int32_t id = kAllBrokers);
+    /// The next `n` Produce requests (any broker) fail with the Kafka error code `err`.
+    void fail_produce(std::size_t n, int err);
 
     std::vector<KafkaRecord> read_all(const std::string& topic, ReadOptions options = {}) const {
         return test::read_all(bootstrap_, topic, options);

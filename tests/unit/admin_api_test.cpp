@@ -3,6 +3,8 @@
 #include "sluice/core/admin/admin_api.hpp"
 
 #include <catch2/catch.hpp>
+#include <tuple>
+#include <vector>
 
 using sluice::RouteState;
 using sluice::RouteStatus;
@@ -155,4 +157,66 @@ TEST_CASE("tap: bounded, newest kept, losses counted, closed when nobody watches
     tap.reset();
     set.publish(batch);  // notices that nobody watches any more
     CHECK_FALSE(set.active());
+}
+
+namespace {
+
+// What a plugin writes through its metrics callback, as the route collects it.
+std::vector<sluice::PluginMetric> collect(
+    const std::string& route, const std::string& stage,
+    const std::vector<std::tuple<const char*, std::uint32_t, double, const char*, const char*>>&
+        written) {
+    std::vector<sluice::PluginMetric> out;
+    sluice::PluginMetricCollector collector(out, route);
+    const sluice_metric_writer* w = collector.writer_for(stage, "some-plugin");
+    for (const auto& [name, type, value, label, label_value] : written) {
+        sluice_metric m{};
+        m.struct_size = sizeof m;
+        m.name = name;
+        m.help = "Some help.\nSecond line";
+        m.type = type;
+        m.value = value;
+        m.label_name = label;
+        m.label_value = label_value;
+        w->put(w->ctx, &m);
+    }
+    w->put(w->ctx, nullptr);  // ignored, not a crash
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("admin: plugin metrics are labelled, grouped and checked", "[admin][metrics]") {
+    auto a = collect("a", "source",
+                     {{"mqtt_connects_total", SLUICE_METRIC_COUNTER, 3, "client_id", "c\"1"},
+                      {"Bad-Name", SLUICE_METRIC_GAUGE, 1, nullptr, nullptr},
+                      {"mqtt_connected", SLUICE_METRIC_GAUGE, 1, "route", "spoofed"},
+                      {"mqtt_connected", 7u, 1, nullptr, nullptr},
+                      {"route_messages_received_total", SLUICE_METRIC_COUNTER, 9, nullptr, nullptr},
+                      {"kafka_queue_ratio", SLUICE_METRIC_GAUGE, 0.25, nullptr, nullptr}});
+    // Bad names, unknown types and a label that would override the host's are dropped here.
+    REQUIRE(a.size() == 3);
+    const auto b = collect("b", "sink",
+                           {{"mqtt_connects_total", SLUICE_METRIC_COUNTER, 1, nullptr, nullptr},
+                            {"kafka_queue_ratio", SLUICE_METRIC_COUNTER, 5, nullptr, nullptr}});
+    a.insert(a.end(), b.begin(), b.end());
+    const auto text = AdminApi::metrics_text({status("a", RouteState::running)}, {}, 0, a);
+    CHECK_THAT(text, Catch::Contains("# HELP sluice_mqtt_connects_total Some help. Second line\n"
+                                     "# TYPE sluice_mqtt_connects_total counter\n"
+                                     "sluice_mqtt_connects_total{route=\"a\",stage=\"source\","
+                                     "plugin=\"some-plugin\",client_id=\"c\\\"1\"} 3\n"
+                                     "sluice_mqtt_connects_total{route=\"b\",stage=\"sink\","
+                                     "plugin=\"some-plugin\"} 1\n"));
+    CHECK_THAT(text, Catch::Contains("} 0.25\n"));
+    // One name, one type: b's counter of a gauge's name is left out; and a plugin cannot
+    // publish into the host's own families.
+    CHECK_THAT(text, !Catch::Contains("sluice_kafka_queue_ratio{route=\"b\""));
+    CHECK_THAT(text, !Catch::Contains("sluice_route_messages_received_total{route=\"a\",stage"));
+    CHECK_THAT(text, !Catch::Contains("Bad-Name"));
+    CHECK_THAT(text, !Catch::Contains("spoofed"));
+
+    const auto j = AdminApi::route_json(status("a", RouteState::running), b);
+    CHECK_THAT(j, Catch::Contains("\"plugin_metrics\":[{\"stage\":\"sink\",\"plugin\":"
+                                  "\"some-plugin\",\"name\":\"sluice_mqtt_connects_total\","
+                                  "\"value\":1}"));
 }

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sluice/sdk/json.hpp>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "sluice/core/admin/status_page.hpp"
 
@@ -76,6 +78,61 @@ private:
 };
 
 std::string route_label(const RouteStatus& r) { return "route=\"" + label(r.name) + "\""; }
+
+// A sample value in the text format; NaN and infinities (a plugin's) by their names.
+std::string number(double v) {
+    if (std::isnan(v)) return "NaN";
+    if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+    char text[64];
+    if (v < 9007199254740992.0 && v > -9007199254740992.0 &&
+        v == static_cast<double>(static_cast<std::int64_t>(v))) {
+        std::snprintf(text, sizeof text, "%lld", static_cast<long long>(v));
+    } else {
+        std::snprintf(text, sizeof text, "%.17g", v);
+    }
+    return text;
+}
+
+// The host's own families: a plugin metric that would land among them is left out.
+bool reserved(const std::string& name) {
+    for (const char* prefix : {"route_", "process_", "build_", "reloads_"}) {
+        if (name.rfind(prefix, 0) == 0) return true;
+    }
+    return false;
+}
+
+std::string plugin_labels(const PluginMetric& p) {
+    std::string l = "route=\"" + label(p.route) + "\",stage=\"" + label(p.stage) + "\",plugin=\"" +
+                    label(p.plugin) + "\"";
+    if (!p.label_name.empty()) l += "," + p.label_name + "=\"" + label(p.label_value) + "\"";
+    return l;
+}
+
+// Grouped by name in the order first seen, HELP and TYPE from the first; a sample whose type
+// differs from its family's is left out (one name, one type).
+void append_plugin_metrics(std::string& out, const std::vector<PluginMetric>& metrics) {
+    std::vector<std::string> order;
+    std::unordered_map<std::string, std::vector<const PluginMetric*>> by_name;
+    for (const auto& p : metrics) {
+        if (reserved(p.name)) continue;
+        auto& list = by_name[p.name];
+        if (list.empty()) order.push_back(p.name);
+        if (!list.empty() && list.front()->type != p.type) continue;
+        list.push_back(&p);
+    }
+    for (const auto& name : order) {
+        const auto& list = by_name[name];
+        const std::string full = "sluice_" + name;
+        std::string help;
+        for (const char c : list.front()->help) help += (c == '\n' || c == '\\') ? ' ' : c;
+        out += "# HELP " + full + " " + (help.empty() ? "Published by a plugin." : help) + "\n";
+        out += "# TYPE " + full + " " +
+               (list.front()->type == SLUICE_METRIC_COUNTER ? "counter" : "gauge") + "\n";
+        for (const auto* p : list) {
+            out += full + "{" + plugin_labels(*p) + "} " + number(p->value) + "\n";
+        }
+    }
+}
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
     // Every byte is looked at whatever the first difference, so the time says nothing but the
@@ -209,9 +266,11 @@ ProcessInfo read_process_info() {
     return p;
 }
 
-AdminApi::AdminApi(StatusFn status, TapFn open_tap, std::string token)
+AdminApi::AdminApi(StatusFn status, TapFn open_tap, std::string token,
+                   PluginMetricsFn plugin_metrics)
     : status_(std::move(status)),
       open_tap_(std::move(open_tap)),
+      plugin_metrics_(std::move(plugin_metrics)),
       token_(std::move(token)),
       started_(std::chrono::steady_clock::now()) {}
 
@@ -256,7 +315,9 @@ Response AdminApi::handle(const Request& request) const {
     if (path == "/metrics") {
         const double uptime =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-        Response r = text(200, metrics_text(status_(), read_process_info(), uptime));
+        Response r = text(
+            200, metrics_text(status_(), read_process_info(), uptime,
+                              plugin_metrics_ ? plugin_metrics_() : std::vector<PluginMetric>{}));
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
         return r;
     }
@@ -288,7 +349,14 @@ Response AdminApi::handle(const Request& request) const {
     if (path.substr(0, kRoute.size()) == kRoute) {
         const std::string_view name = path.substr(kRoute.size());
         for (const auto& r : status_()) {
-            if (r.name == name) return json(200, route_json(r));
+            if (r.name != name) continue;
+            std::vector<PluginMetric> own;
+            if (plugin_metrics_) {
+                for (auto& p : plugin_metrics_()) {
+                    if (p.route == name) own.push_back(std::move(p));
+                }
+            }
+            return json(200, route_json(r, own));
         }
         std::string body = "{\"error\":";
         append_quoted(body, "no route named '" + std::string(name) + "'");
@@ -298,7 +366,8 @@ Response AdminApi::handle(const Request& request) const {
 }
 
 std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
-                                   const ProcessInfo& process, double uptime_s) {
+                                   const ProcessInfo& process, double uptime_s,
+                                   const std::vector<PluginMetric>& plugin_metrics) {
     std::string out;
     Metrics m(out);
     struct Counter {
@@ -409,10 +478,12 @@ std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
     m.sample("sluice_process_uptime_seconds", "", uptime_s);
     m.family("sluice_build_info", "gauge", "The running version.");
     m.sample("sluice_build_info", "version=\"" SLUICE_SDK_VERSION_STRING "\"", std::uint64_t{1});
+    append_plugin_metrics(out, plugin_metrics);
     return out;
 }
 
-std::string AdminApi::route_json(const RouteStatus& r) {
+std::string AdminApi::route_json(const RouteStatus& r,
+                                 const std::vector<PluginMetric>& plugin_metrics) {
     std::string o = "{\"name\":";
     append_quoted(o, r.name);
     o += ",\"state\":";
@@ -473,6 +544,28 @@ std::string AdminApi::route_json(const RouteStatus& r) {
         o += "{\"message\":";
         append_quoted(o, r.last_error);
         o += ",\"time_ms\":" + std::to_string(r.last_error_ms) + "}";
+    }
+    if (!plugin_metrics.empty()) {
+        o += ",\"plugin_metrics\":[";
+        for (std::size_t i = 0; i < plugin_metrics.size(); ++i) {
+            const auto& p = plugin_metrics[i];
+            if (i) o += ",";
+            o += "{\"stage\":";
+            append_quoted(o, p.stage);
+            o += ",\"plugin\":";
+            append_quoted(o, p.plugin);
+            o += ",\"name\":";
+            append_quoted(o, "sluice_" + p.name);
+            if (!p.label_name.empty()) {
+                o += ",\"labels\":{";
+                append_quoted(o, p.label_name);
+                o += ":";
+                append_quoted(o, p.label_value);
+                o += "}";
+            }
+            o += ",\"value\":" + (std::isfinite(p.value) ? number(p.value) : "null") + "}";
+        }
+        o += "]";
     }
     return o + "}";
 }

@@ -283,6 +283,10 @@ std::size_t KafkaSink::producer_count() { return kafka::Producer::live_count(); 
 
 void KafkaSink::start() {
     producer_ = kafka::ProducerPool::acquire(settings_, *this, host_);
+    {
+        std::lock_guard lock(metrics_mu_);
+        metrics_handle_ = producer_->handle();
+    }
     host_.debug("producer: " + settings_.describe());
     if (!topic_.is_constant()) return;
 
@@ -463,6 +467,10 @@ KafkaSink::Summary KafkaSink::classify(const kafka::DeliveryTracker& tracker, Wh
         if (o.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
             ++summary.delivered;
             continue;
+        }
+        {
+            std::lock_guard lock(errors_mu_);
+            ++delivery_errors_[o.err];
         }
         if (o.err != last_err || reason.empty()) {
             reason = "Kafka did not confirm the message: " + kafka::error_text(o.err);
@@ -658,6 +666,37 @@ void KafkaSink::on_fatal(const std::string& reason) {
     for (const auto& t : in_flight()) t->settle(Why::fatal);
 }
 
+void KafkaSink::metrics(sdk::Metrics& out) const {
+    std::map<rd_kafka_resp_err_t, std::uint64_t> errors;
+    {
+        std::lock_guard lock(errors_mu_);
+        errors = delivery_errors_;
+    }
+    for (const auto& [err, n] : errors) {
+        out.counter("kafka_delivery_errors_total",
+                    "Messages Kafka reported as not delivered, by librdkafka error.", n, "error",
+                    rd_kafka_err2name(err));
+    }
+    std::size_t awaiting = 0;
+    {
+        std::lock_guard lock(in_flight_mu_);
+        for (const auto& t : in_flight_) awaiting += t->outstanding();
+    }
+    {
+        std::lock_guard lock(tracker_mu_);
+        if (tracker_ != nullptr) awaiting += tracker_->outstanding();
+    }
+    out.gauge("kafka_in_flight_messages",
+              "Messages of this route produced and awaiting their delivery report.",
+              static_cast<double>(awaiting));
+    std::lock_guard lock(metrics_mu_);
+    if (metrics_handle_ == nullptr) return;
+    // The producer is shared by the routes with equal cluster settings: this is its queue.
+    out.gauge("kafka_producer_queue_messages",
+              "Messages and requests in the (shared) producer's queue, not yet acknowledged.",
+              static_cast<double>(rd_kafka_outq_len(metrics_handle_)));
+}
+
 void KafkaSink::release_topics() {
     for (auto& [name, topic] : topics_) rd_kafka_topic_destroy(topic);
     topics_.clear();
@@ -710,6 +749,10 @@ void KafkaSink::stop(milliseconds deadline) {
                    "dropped them already; Kafka may still write them)");
     }
     release_topics();
+    {
+        std::lock_guard lock(metrics_mu_);
+        metrics_handle_ = nullptr;
+    }
     const auto remaining = std::chrono::duration_cast<milliseconds>(end - Clock::now());
     const milliseconds flush_budget =
         std::max(milliseconds(0), remaining - std::min(kDestroyReserve, remaining / 4));

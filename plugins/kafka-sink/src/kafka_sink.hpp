@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,6 +51,9 @@ public:
     /// (the route is stopping past its drain deadline) and settles every submitted batch in
     /// flight at once; unconfirmed messages go back as retry.
     void interrupt();
+    /// Delivery errors by librdkafka error, messages awaiting their delivery report, and the
+    /// shared producer's queue. THREAD: any (the host's admin thread). Never blocks for long.
+    void metrics(sdk::Metrics& out) const;
 
     /// Test hooks: librdkafka producers alive in the process; characters replaced in topic
     /// names by all instances of the process.
@@ -119,7 +123,7 @@ private:
     std::shared_ptr<kafka::Producer> producer_;
     rd_kafka_topic_t* constant_topic_ = nullptr;
     TopicCache topics_;
-    std::mutex tracker_mu_;  // guards the tracker_ pointer against on_fatal()
+    mutable std::mutex tracker_mu_;  // guards the tracker_ pointer against on_fatal()
     std::shared_ptr<kafka::DeliveryTracker> tracker_;
     // Trackers whose write() gave up waiting; librdkafka may still report into them.
     std::vector<std::shared_ptr<kafka::DeliveryTracker>> abandoned_;
@@ -130,8 +134,16 @@ private:
 
     // Submitted batches whose trackers have not settled, or still await late reports, in
     // submission order. Guarded by in_flight_mu_; settling happens outside it.
-    std::mutex in_flight_mu_;
+    mutable std::mutex in_flight_mu_;
     std::vector<std::shared_ptr<kafka::DeliveryTracker>> in_flight_;
+
+    // The producer's handle for metrics(): set by start(), cleared by stop() before the
+    // producer may go, both under metrics_mu_.
+    mutable std::mutex metrics_mu_;
+    rd_kafka_t* metrics_handle_ = nullptr;
+    // Delivery reports with an error, by error code (classify() runs on any thread).
+    mutable std::mutex errors_mu_;
+    mutable std::map<rd_kafka_resp_err_t, std::uint64_t> delivery_errors_;
 
     std::mutex health_mu_;
     sdk::Status health_ = sdk::Status::ok;

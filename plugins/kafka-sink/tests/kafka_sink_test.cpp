@@ -827,3 +827,29 @@ TEST_CASE("kafka-sink: a new route's first message on a shared producer is not h
     CHECK(Clock::now() - t0 < milliseconds(700));
     CHECK(count_logs(first, SLUICE_LOG_WARN, "no metadata") == 0);
 }
+
+TEST_CASE("kafka-sink metrics: delivery errors by error, in-flight messages, producer queue",
+          "[kafka-sink][metrics]") {
+    MockKafka kafka;
+    kafka.create_topic("metered", 1);
+    Harness<KafkaSink> h(Options{{"brokers", kafka.bootstrap()}, {"topic", "metered"}});
+    REQUIRE(h.process(numbered("ok-", 3)) == SLUICE_OK);
+    CHECK(h.metric("kafka_in_flight_messages") == 0.0);
+    CHECK(h.metric("kafka_producer_queue_messages").has_value());
+    CHECK_FALSE(h.metric("kafka_delivery_errors_total").has_value());
+
+    // A permanent error for the next produce requests: the messages come back as errors and
+    // are counted under librdkafka's name for the error.
+    constexpr int kTopicAuthorizationFailed = 29;
+    kafka.fail_produce(5, kTopicAuthorizationFailed);
+    REQUIRE(h.process(numbered("refused-", 2)) == SLUICE_OK);
+    REQUIRE(h.rejections().size() == 2);
+    CHECK(h.rejections().front().status == SLUICE_ERROR);
+    const auto errors = h.metric("kafka_delivery_errors_total", "TOPIC_AUTHORIZATION_FAILED");
+    REQUIRE(errors.has_value());
+    CHECK(*errors == 2.0);
+
+    // After stop the shared producer may be gone: no queue figure is read from it.
+    h.stop(milliseconds(2000));
+    CHECK_FALSE(h.metric("kafka_producer_queue_messages").has_value());
+}

@@ -372,7 +372,11 @@ void MqttSource::start(sdk::Emitter out) {
             ? mqtt_source::maximum_packet_size(host_.max_payload_bytes())
             : 0;
     if (role_ == Role::member) {
-        shared_ = mqtt_source::SharedConnection::join(*this, host_.max_payload_bytes());
+        auto joined = mqtt_source::SharedConnection::join(*this, host_.max_payload_bytes());
+        {
+            std::lock_guard lock(shared_mu_);
+            shared_ = std::move(joined);
+        }
         started_ = true;
         host_.info("joined the shared connection '" + shared_->client_id() + "' to " +
                    settings_.url_list() + " (" + std::to_string(shared_->members()) +
@@ -421,7 +425,11 @@ void MqttSource::stop(milliseconds deadline) {
     if (role_ == Role::member) {
         // Once leave() returns nothing is delivered to this instance any more.
         shared_->leave(*this, remaining());
-        shared_.reset();
+        std::shared_ptr<mqtt_source::SharedConnection> left;
+        {
+            std::lock_guard lock(shared_mu_);
+            left.swap(shared_);
+        }
         finish_stop(until);
         return;
     }
@@ -590,6 +598,8 @@ MqttSource::Task<void> MqttSource::run() {
             continue;
         }
         last_failure.clear();
+        connects_.fetch_add(1, std::memory_order_relaxed);
+        session_present_.store(session_present, std::memory_order_relaxed);
         const auto connected_at = Clock::now();
         host_.info("connected to " + server + " (" +
                    (session_present ? "session resumed" : "new session") + ")");
@@ -971,9 +981,38 @@ void MqttSource::on_connection_lost(const std::string& cause) {
         if (!lost_ || lost_reason_.empty()) {
             lost_reason_ = cause.empty() ? "connection closed" : cause;
         }
+        if (!lost_) connection_losses_.fetch_add(1, std::memory_order_relaxed);
         lost_ = true;
     }
     wake();
+}
+
+void MqttSource::metrics(sdk::Metrics& out) const {
+    const MqttSource* connection = this;
+    std::shared_ptr<mqtt_source::SharedConnection> shared;
+    if (role_ == Role::member) {
+        {
+            std::lock_guard lock(shared_mu_);
+            shared = shared_;
+        }
+        if (!shared) return;  // not started, or stopped: no connection to speak of
+        connection = &shared->connection();
+    }
+    const std::string& id = connection->settings_.client_id;
+    out.counter("mqtt_connects_total", "Connections the MQTT broker accepted.",
+                connection->connects_.load(std::memory_order_relaxed), "client_id", id);
+    out.counter("mqtt_connection_losses_total",
+                "MQTT connections that ended without being asked to (broker gone, network).",
+                connection->connection_losses_.load(std::memory_order_relaxed), "client_id", id);
+    out.gauge("mqtt_connected", "1 while the MQTT connection is up.",
+              connection->connected() ? 1 : 0, "client_id", id);
+    out.gauge("mqtt_session_present",
+              "1 when the broker resumed a session at the last connect, 0 for a new one.",
+              connection->session_present_.load(std::memory_order_relaxed) ? 1 : 0, "client_id",
+              id);
+    out.counter("mqtt_messages_dropped_total",
+                "Messages the MQTT callback could not hand to the route (stopping, refused).",
+                dropped_.load(std::memory_order_relaxed), "client_id", id);
 }
 
 void MqttSource::on_message(const ::mqtt::const_message_ptr& message) {

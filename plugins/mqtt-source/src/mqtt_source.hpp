@@ -59,6 +59,9 @@ public:
     void stop(std::chrono::milliseconds deadline) override;
     /// THREAD: any host thread. Never blocks: run() acts on the last request.
     void hold_input(bool hold);
+    /// Connects, losses, connection and session state; a member's are its shared
+    /// connection's. THREAD: any (the host's admin thread). Never blocks.
+    void metrics(sdk::Metrics& out) const;
 
     const mqtt_source::Settings& settings() const { return settings_; }
 
@@ -177,6 +180,7 @@ private:
     mqtt_source::SharedConnection* const group_;  // group: the connection it serves
     // member: the connection it joined, between start() and stop().
     std::shared_ptr<mqtt_source::SharedConnection> shared_;
+    mutable std::mutex shared_mu_;  // shared_ as metrics() reads it from another thread
     // Before the client: paho may call the waker until the client is gone.
     std::shared_ptr<mqtt_source::ConnectionDriver> driver_;
     mqtt_source::ConnectionDriver::Id id_ = 0;
@@ -221,6 +225,9 @@ private:
 
     std::atomic<std::uint64_t> received_{0};
     std::atomic<std::uint64_t> dropped_{0};
+    std::atomic<std::uint64_t> connects_{0};           // CONNACKs that accepted us
+    std::atomic<std::uint64_t> connection_losses_{0};  // connections that ended unasked
+    std::atomic<bool> session_present_{false};         // what the last CONNACK said
     // What the callback could not hand over, for log_drops() on the driver. Guarded
     // by drop_mu_, which is held only to update or copy these, never across logging.
     std::mutex drop_mu_;

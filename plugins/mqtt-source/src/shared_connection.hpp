@@ -75,6 +75,8 @@ public:
     std::size_t members();
 
     const std::string& client_id() const { return client_id_; }
+    /// The connection serving the members (its figures are theirs). THREAD: any.
+    const MqttSource& connection() const { return *group_; }
 
 private:
     SharedConnection(const Settings& settings, std::string key, std::uint64_t max_payload);

@@ -221,11 +221,19 @@ TEST_CASE("broker down at start: RETRY is reported, then messages flow",
         REQUIRE(wait_for_messages(source, 1).size() == 1);
     }
 
+    CHECK(source.metric("mqtt_connects_total", "down-at-start") == 1.0);
+    CHECK(source.metric("mqtt_connected") == 1.0);
+    CHECK(source.metric("mqtt_connection_losses_total") == 0.0);
+
     SECTION("a lost connection is re-established and re-subscribed") {
         broker.stop();
         REQUIRE(wait_until([&] { return has_state(source, SLUICE_RETRY, "lost"); }));
+        CHECK(source.metric("mqtt_connected") == 0.0);
+        CHECK(source.metric("mqtt_connection_losses_total") == 1.0);
         broker.start();  // no persistence: the session is new and must be subscribed again
         wait_ready(source, 2);
+        CHECK(source.metric("mqtt_connects_total") == 2.0);
+        CHECK(source.metric("mqtt_session_present") == 0.0);
         broker.publish("r/2", "after restart");
         const auto got = wait_for_messages(source, 2);
         REQUIRE(got.size() == 2);
@@ -261,6 +269,7 @@ TEST_CASE("a persistent session keeps messages while the route is stopped",
         resumed = resumed || text.find("session resumed") != std::string::npos;
     }
     CHECK(resumed);
+    CHECK(second.metric("mqtt_session_present") == 1.0);
 }
 
 TEST_CASE("clean_session true drops what was published while away",

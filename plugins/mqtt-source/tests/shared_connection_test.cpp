@@ -127,6 +127,16 @@ TEST_CASE("routes on a shared connection get what their filters match, over one 
     // under the derived shared client id.
     CHECK(count_of(broker.log(), " as sluice-") == 1);
     CHECK(count_of(broker.log(), " as sluice-shared-") == 1);
+    // Each route shows the connection it uses: one connect, under the shared client id.
+    for (const Source* s : {&a, &b, &ax}) {
+        CHECK(s->metric("mqtt_connects_total") == 1.0);
+        CHECK(s->metric("mqtt_connected") == 1.0);
+        bool shared_id = false;
+        for (const auto& m : s->metrics()) {
+            shared_id = shared_id || m.label_value.rfind("sluice-shared-", 0) == 0;
+        }
+        CHECK(shared_id);
+    }
 }
 
 TEST_CASE("a persistent shared session keeps the backlog for routes that join after it came",

@@ -259,6 +259,37 @@ typedef struct sluice_completion {
                      size_t n_rejects, const sluice_reject* rejects);
 } sluice_completion;
 
+/* ---------------------------------------------------------------------------------------------
+ * Metrics of a plugin instance (since ABI 1.4).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum sluice_metric_type {
+    SLUICE_METRIC_COUNTER = 0, /**< only grows while the instance lives; name ends in _total */
+    SLUICE_METRIC_GAUGE = 1    /**< a current value */
+} sluice_metric_type;
+
+/** One figure of a plugin instance, e.g. an MQTT source's connects or a Kafka sink's producer
+ *  queue. The host publishes it as `sluice_<name>` with the labels `route`, `stage` and
+ *  `plugin`, plus the optional label below, so names follow Prometheus conventions without the
+ *  prefix: `mqtt_connects_total`, `kafka_producer_queue_messages` (unit in the name). */
+typedef struct sluice_metric {
+    uint32_t struct_size;
+    const char* name;        /**< [a-z][a-z0-9_]*, without the `sluice_` prefix */
+    const char* help;        /**< one line; the first instance's text is kept */
+    uint32_t type;           /**< sluice_metric_type; one name has one type */
+    double value;
+    const char* label_name;  /**< optional (NULL): one label of the plugin's, [a-z][a-z0-9_]* */
+    const char* label_value; /**< its value, any text (the host escapes it) */
+} sluice_metric;
+
+/** Where a plugin writes its metrics. Host-owned, valid during the `metrics` call only; every
+ *  string is copied before `put` returns. */
+typedef struct sluice_metric_writer {
+    uint32_t struct_size;
+    void* ctx;
+    void (*put)(void* ctx, const sluice_metric* metric);
+} sluice_metric_writer;
+
 #define SLUICE_ERROR_MESSAGE_MAX 1024
 
 /** Filled by a plugin when a callback returns anything but SLUICE_OK. Host-owned. */
@@ -359,6 +390,14 @@ typedef struct sluice_plugin_descriptor {
      *  SLUICE_RETRY). */
     sluice_status (*submit)(void* instance, const sluice_batch* batch, uint64_t token,
                             const sluice_completion* done, sluice_error* error);
+
+    /** Optional (NULL), every kind, since ABI 1.4: writes the instance's current metrics
+     *  through `out->put` (connections, delivery errors, queue depths: what the host cannot
+     *  see from outside). The host calls it when it is scraped (`GET /metrics`,
+     *  `/api/routes/<name>`), never on the data path. THREAD: the admin thread, at the same
+     *  time as any other call of the instance except `create` and `destroy`: read atomics or
+     *  take a lock that nothing holds for long. May block: no. */
+    void (*metrics)(void* instance, const sluice_metric_writer* out);
 } sluice_plugin_descriptor;
 
 typedef struct sluice_module {

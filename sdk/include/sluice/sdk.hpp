@@ -7,6 +7,7 @@
 #include "sluice/sdk/config.hpp"
 #include "sluice/sdk/json.hpp"
 #include "sluice/sdk/message.hpp"
+#include "sluice/sdk/metrics.hpp"
 #include "sluice/sdk/plugin.hpp"
 #include "sluice/sdk/template.hpp"
 

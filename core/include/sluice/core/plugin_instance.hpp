@@ -41,6 +41,10 @@ public:
     void interrupt() {
         if (descriptor_.interrupt != nullptr) descriptor_.interrupt(instance_);
     }
+    /// The instance's own figures (ABI 1.4); nothing from a plugin without the callback.
+    void metrics(const sluice_metric_writer* out) const {
+        if (descriptor_.metrics != nullptr) descriptor_.metrics(instance_, out);
+    }
 
 private:
     std::shared_ptr<PluginLibrary> library_;  // first: destroyed last

@@ -27,6 +27,7 @@
 #include "sluice/core/manifest.hpp"
 #include "sluice/core/message_arena.hpp"
 #include "sluice/core/plugin_instance.hpp"
+#include "sluice/core/plugin_metric.hpp"
 #include "sluice/core/runtime/executor.hpp"
 #include "sluice/core/tap.hpp"
 
@@ -121,6 +122,10 @@ public:
     bool done() const { return done_.load(); }
 
     RouteStatus status() const;
+    /// What the route's plugin instances publish of their own (ABI 1.4), appended to `out`.
+    /// Waits only for an instance being installed or removed, never for a plugin call.
+    /// THREAD: any.
+    void plugin_metrics(std::vector<PluginMetric>& out) const;
     /// A tap on what leaves the transforms (the status page); closed when the last copy of the
     /// pointer goes. THREAD: any.
     std::shared_ptr<Tap> open_tap() { return taps_.open(); }
@@ -249,6 +254,10 @@ private:
 
     std::unique_ptr<StageHost> source_host_;
     std::vector<std::unique_ptr<StageHost>> downstream_hosts_;
+    // The instances below are replaced only by the route's worker, under instances_mu_, so
+    // that plugin_metrics() can read them from another thread; destroyed outside it.
+    mutable std::mutex instances_mu_;
+    void install(std::unique_ptr<PluginInstance>& slot, std::unique_ptr<PluginInstance> made);
     std::unique_ptr<PluginInstance> source_;
     std::vector<std::unique_ptr<PluginInstance>> transforms_;
     std::unique_ptr<PluginInstance> sink_;

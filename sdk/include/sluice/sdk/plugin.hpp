@@ -16,6 +16,8 @@
 // Optional, sinks: `Status submit(const BatchView&, Completion done)` (ABI 1.2), pipelined
 // delivery: take the batch, return at once, and finish `done` when the destination answered
 // (see Completion). write() stays mandatory: the host uses it for dead letters and older hosts.
+// Optional, every kind: `void metrics(Metrics& out) const` (ABI 1.4), the instance's own figures
+// (connections, queue depths) for the host's /metrics; see sluice/sdk/metrics.hpp.
 // Every exception thrown by plugin code is caught here and becomes a status with its message:
 // sdk::Retry -> SLUICE_RETRY, sdk::Fatal -> SLUICE_FATAL, anything else -> SLUICE_ERROR
 // (SLUICE_FATAL from create: an instance that cannot be built is not retried sooner).
@@ -39,6 +41,7 @@
 #include "sluice/abi.h"
 #include "sluice/sdk/config.hpp"
 #include "sluice/sdk/message.hpp"
+#include "sluice/sdk/metrics.hpp"
 
 namespace sluice::sdk {
 
@@ -377,6 +380,12 @@ concept HasSubmit = requires(T& t, const BatchView& b, Completion c) {
     t.submit(b, std::move(c));
 };
 
+/// Plugins with `void metrics(Metrics&) const` publish figures of their own (ABI 1.4).
+template <class T>
+concept HasMetrics = requires(const T& t, Metrics& m) {
+    t.metrics(m);
+};
+
 // Turns what a submit() call ended with into the ABI's answer, consistently with what
 // happened to its Completion meanwhile (completed inside the call, dropped, or still out).
 inline sluice_status finish_submit(CompletionState& state, sluice_status returned,
@@ -525,6 +534,18 @@ const sluice_plugin_descriptor* descriptor() {
                         inst->plugin->interrupt();
                         return SLUICE_OK;
                     });
+                };
+            }
+            if constexpr (HasMetrics<T>) {
+                d.metrics = [](void* instance, const sluice_metric_writer* out) {
+                    const auto* inst = static_cast<const Instance<T>*>(instance);
+                    Metrics metrics(out);
+                    // A scrape must not take the process down: what was written before a
+                    // throw is kept, the rest is missing from this scrape only.
+                    try {
+                        std::as_const(*inst->plugin).metrics(metrics);
+                    } catch (...) {
+                    }
                 };
             }
             d.destroy = [](void* instance) {

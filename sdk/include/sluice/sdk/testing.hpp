@@ -383,6 +383,15 @@ inline OwnedMessage message(std::string topic, std::string payload) {
     return m;
 }
 
+/// One figure a plugin wrote through its metrics() callback (ABI 1.4).
+struct MetricSample {
+    std::string name;
+    sluice_metric_type type;
+    double value;
+    std::string label_name;  // "" when none
+    std::string label_value;
+};
+
 /// Drives one plugin class through its C descriptor: create, start, process, stop, destroy,
 /// exactly as the host calls them.
 template <class T>
@@ -447,6 +456,29 @@ public:
     }
     Harness(const Harness&) = delete;
     Harness& operator=(const Harness&) = delete;
+
+    /// What the instance publishes (ABI 1.4) right now, as a host's scrape would collect it;
+    /// empty for a plugin without metrics().
+    std::vector<MetricSample> metrics() const {
+        std::vector<MetricSample> out;
+        if (d_->metrics == nullptr) return out;
+        const sluice_metric_writer w{
+            sizeof(sluice_metric_writer), &out, [](void* ctx, const sluice_metric* m) {
+                static_cast<std::vector<MetricSample>*>(ctx)->push_back(
+                    {m->name, static_cast<sluice_metric_type>(m->type), m->value,
+                     m->label_name ? m->label_name : "", m->label_value ? m->label_value : ""});
+            }};
+        d_->metrics(instance_, &w);
+        return out;
+    }
+    /// The value of metric `name` (with that label value, when given); nullopt when absent.
+    std::optional<double> metric(const std::string& name,
+                                 const std::optional<std::string>& label_value = {}) const {
+        for (const auto& m : metrics()) {
+            if (m.name == name && (!label_value || m.label_value == *label_value)) return m.value;
+        }
+        return std::nullopt;
+    }
 
     /// Transforms and sinks: one batch. Returns the status; `last_error()` has the message.
     sluice_status process(const std::vector<OwnedMessage>& batch) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "sluice/core/admin/http_server.hpp"
+#include "sluice/core/plugin_metric.hpp"
 #include "sluice/core/route.hpp"
 #include "sluice/core/tap.hpp"
 
@@ -41,20 +42,26 @@ public:
     using StatusFn = std::function<std::vector<RouteStatus>()>;
     /// Opens a tap on a route; nullptr when there is no such route.
     using TapFn = std::function<std::shared_ptr<Tap>(const std::string&)>;
-    AdminApi(StatusFn status, TapFn open_tap, std::string token);
+    /// What the routes' plugin instances publish of their own (Supervisor::plugin_metrics).
+    using PluginMetricsFn = std::function<std::vector<PluginMetric>()>;
+    AdminApi(StatusFn status, TapFn open_tap, std::string token,
+             PluginMetricsFn plugin_metrics = nullptr);
 
     Response handle(const Request& request) const;
 
     /// The Prometheus text for these routes and process figures (tests call it directly).
     static std::string metrics_text(const std::vector<RouteStatus>& routes,
-                                    const ProcessInfo& process, double uptime_s);
-    static std::string route_json(const RouteStatus& route);
+                                    const ProcessInfo& process, double uptime_s,
+                                    const std::vector<PluginMetric>& plugin_metrics = {});
+    static std::string route_json(const RouteStatus& route,
+                                  const std::vector<PluginMetric>& plugin_metrics = {});
 
 private:
     bool authorized(const Request& request) const;
 
     StatusFn status_;
     TapFn open_tap_;
+    PluginMetricsFn plugin_metrics_;
     std::string token_;
     std::chrono::steady_clock::time_point started_;
 };
