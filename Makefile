@@ -44,11 +44,17 @@ demo: build-release
 demo-device: build
 	bash tools/demo/device-demo.sh build/dev
 
-# Benchmarks (figures, not tests): json-transform on one core, then MQTT -> sluice -> Kafka
-# backlog drain for 1 and 6 routes against a plain C subscriber. See docs/benchmarks.md.
+# Benchmarks (figures, not tests; about 10 minutes): json-transform on one core; MQTT -> Kafka
+# backlog drain for the ceiling (a plain C subscriber), Sluice with 1 and 6 routes and the
+# Python peer (one process, and one per topic); then publish-to-Kafka latency at 5,000 msg/s,
+# Sluice against the Python bridge. JSON in build/release/bench-*.json. See docs/benchmarks.md.
 bench: build-release
 	build/release/tools/bench/sluice-bench-json-transform
-	/usr/bin/python3 tools/bench/e2e_bench.py --build build/release --repeat 3
+	/usr/bin/python3 tools/bench/e2e_bench.py --build build/release --repeat 3 \
+	  --scenarios ceiling,sluice-1,sluice-6,python-1,python-per-topic \
+	  --json build/release/bench-drain.json
+	/usr/bin/python3 tools/bench/latency_bench.py --build build/release --repeat 3 \
+	  --json build/release/bench-latency.json
 
 # Scale benchmark (figures, not a test; minutes, and thousands of connections): a few, 1,000 idle
 # and 10,000 busy routes in one process; subscription time, RSS, threads, idle CPU, bytes per

@@ -20,7 +20,10 @@ they spend per message. For each scenario and repetition this script:
   CPU per message is the subscriber process's user+system time over that span (Sluice:
   /proc/<pid>/stat), and mosquitto's and the mock cluster's over the same span are reported too.
 
-Scenarios: ceiling (the C subscriber on sensors/#), sluice-1 (one route on sensors/# into one
+Scenarios: ceiling (the C subscriber on sensors/#), python-1 (the peer: python_bridge.py, one
+process for the six occupancy filter -> topic pairs, a persistent session), python-per-topic
+(six python_bridge.py processes, one per pair, as per-topic bridge scripts run; CPU and RSS
+summed over them), sluice-1 (one route on sensors/# into one
 topic, keyed by node, with the occupancy manifests' json-transform), sluice-6 (the six
 manifests/occupancy routes with fixed client ids, written to a temp dir), and sluice-1-disk /
 sluice-6-disk (the same with `buffer: {type: disk, fsync: never}`: what the durable spool costs).
@@ -55,7 +58,9 @@ MANIFESTS = os.path.join(REPO, "manifests", "occupancy")
 MSGS_PER_ROW = 16
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL_S = 0.1
-SCENARIOS = ("ceiling", "sluice-1", "sluice-6", "sluice-1-disk", "sluice-6-disk")
+SCENARIOS = ("ceiling", "sluice-1", "sluice-6", "sluice-1-disk", "sluice-6-disk", "python-1",
+             "python-per-topic")
+PYTHON_BRIDGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_bridge.py")
 # The -disk scenarios are the same routes with a durable spool instead of the memory buffer.
 DISK_BUFFER = "{type: disk, fsync: never, max_bytes: 268435456}"
 
@@ -425,6 +430,9 @@ def run_once(args, scenario, rows, workdir):
                           cpu_s=own["cpu_s"], mosquitto_cpu_s=mosq_cpu, received=own["received"])
             return finish(result)
 
+        if scenario.startswith("python-"):
+            return run_python(env, procs, scenario, rows, result)
+
         # Sluice scenarios
         routes_dir = os.path.join(workdir, "routes")
         subs, topics = sluice_routes(scenario, env, routes_dir, args)
@@ -452,43 +460,7 @@ def run_once(args, scenario, rows, workdir):
         kafka_cpu0 = cpu_s(env.kafka.pid)
         start = time.monotonic()
         proc, run_log = start_sluice(env, config, "sluice.log")
-        deadline = start + args.timeout
-        total = 0
-        first_record = None
-        rss_peak = 0
-        timeline = []  # (s since spawn, records in Kafka, sluice CPU s) every ~0.5 s
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"sluice exited {proc.returncode} during the drain "
-                                 f"({total} of {sent} in Kafka):\n{tail(run_log)}")
-            sluice_cpu = cpu_s(proc.pid)
-            rss_peak = max(rss_peak, rss_bytes(proc.pid))
-            now = time.monotonic()
-            total = reader.total()
-            if total and first_record is None:
-                first_record = now - start
-            if not timeline or now - start - timeline[-1][0] >= 0.5:
-                timeline.append((round(now - start, 2), total, round(sluice_cpu, 2)))
-            if total >= sent:
-                break
-            if now > deadline:
-                raise BenchError(f"only {total} of {sent} records in Kafka after "
-                                 f"{args.timeout} s; log {run_log}:\n{tail(run_log)}")
-            time.sleep(POLL_S)
-        # Time and CPU of the poll that saw the last record (CPU read just before it).
-        done = time.monotonic()
-        timeline.append((round(done - start, 2), total, round(sluice_cpu, 2)))
-        result.update(drain_s=done - start, first_record_s=first_record, cpu_s=sluice_cpu,
-                      timeline=timeline,
-                      mosquitto_cpu_s=cpu_s(env.mosquitto.pid) - mosq_cpu0,
-                      kafka_cpu_s=cpu_s(env.kafka.pid) - kafka_cpu0)
-        # Anything beyond N would be duplicates. Meanwhile the routes go idle, and what the
-        # burst made large should be given back (route arenas, the allocator's free pages).
-        settle_until = time.monotonic() + args.settle_s
-        while time.monotonic() < settle_until:
-            rss_peak = max(rss_peak, rss_bytes(proc.pid))
-            time.sleep(POLL_S)
-        result.update(rss_peak=rss_peak, rss_after=rss_bytes(proc.pid))
+        measure_drain(env, [proc], run_log, reader, sent, start, mosq_cpu0, kafka_cpu0, result)
         result["kafka_records"] = reader.total()
         counters = route_counters(stop_sluice(env, proc, run_log))
         result.update(sluice_counters=counters)
@@ -501,6 +473,117 @@ def run_once(args, scenario, rows, workdir):
         if reader is not None:
             reader.close()
         procs.stop_all()
+
+
+def measure_drain(env, bridge, run_log, reader, sent, start, mosq_cpu0, kafka_cpu0, result):
+    """Polls Kafka's end offsets until `sent` records are in, then lets the bridge processes
+    idle for --settle-s; records time, CPU and RSS (summed over `bridge`) in `result`."""
+    deadline = start + env.args.timeout
+    total = 0
+    first_record = None
+    rss_peak = 0
+    timeline = []  # (s since spawn, records in Kafka, bridge CPU s) every ~0.5 s
+    while True:
+        for proc in bridge:
+            if proc.poll() is not None:
+                raise BenchError(f"the bridge exited {proc.returncode} during the drain "
+                                 f"({total} of {sent} in Kafka):\n{tail(run_log)}")
+        bridge_cpu = sum(cpu_s(p.pid) for p in bridge)
+        rss_peak = max(rss_peak, sum(rss_bytes(p.pid) for p in bridge))
+        now = time.monotonic()
+        total = reader.total()
+        if total and first_record is None:
+            first_record = now - start
+        if not timeline or now - start - timeline[-1][0] >= 0.5:
+            timeline.append((round(now - start, 2), total, round(bridge_cpu, 2)))
+        if total >= sent:
+            break
+        if now > deadline:
+            raise BenchError(f"only {total} of {sent} records in Kafka after "
+                             f"{env.args.timeout} s; log {run_log}:\n{tail(run_log)}")
+        time.sleep(POLL_S)
+    # Time and CPU of the poll that saw the last record (CPU read just before it).
+    done = time.monotonic()
+    timeline.append((round(done - start, 2), total, round(bridge_cpu, 2)))
+    result.update(drain_s=done - start, first_record_s=first_record, cpu_s=bridge_cpu,
+                  timeline=timeline,
+                  mosquitto_cpu_s=cpu_s(env.mosquitto.pid) - mosq_cpu0,
+                  kafka_cpu_s=cpu_s(env.kafka.pid) - kafka_cpu0)
+    # Anything beyond N would be duplicates. Meanwhile the bridge goes idle, and what the
+    # burst made large should be given back (route arenas, the allocator's free pages).
+    settle_until = time.monotonic() + env.args.settle_s
+    while time.monotonic() < settle_until:
+        rss_peak = max(rss_peak, sum(rss_bytes(p.pid) for p in bridge))
+        time.sleep(POLL_S)
+    result.update(rss_peak=rss_peak, rss_after=sum(rss_bytes(p.pid) for p in bridge))
+
+
+def occupancy_pairs():
+    """The occupancy manifests' (route, [filters], Kafka topic), in file order."""
+    pairs = []
+    for name in sorted(os.listdir(MANIFESTS)):
+        if name.endswith(".yaml"):
+            text = read_text(os.path.join(MANIFESTS, name))
+            route = re.search(r"^route:\s*(\S+)", text, re.M).group(1)
+            filters = re.search(r"^\s+topics:\s*\[([^\]]*)\]", text, re.M).group(1)
+            topic = re.search(r"^\s+topic:\s*(\S+)", text, re.M).group(1)
+            pairs.append((route, [f.strip().strip("'\"") for f in filters.split(",")], topic))
+    return pairs
+
+
+def run_python(env, procs, scenario, rows, result):
+    """The peer: python_bridge.py, one process for every pair or one per pair."""
+    pairs = occupancy_pairs()
+    groups = ([("python-bridge", pairs)] if scenario == "python-1" else
+              [(f"python-bridge-{route}", [(route, f, t)]) for route, f, t in pairs])
+    topics = [(t, 4) for _, _, t in pairs]
+    env.start_kafka(topics)
+    reader = OffsetReader(env.brokers, topics)
+    port = env.mqtt_url.rsplit(":", 1)[1]
+
+    def start(tag):
+        out = []
+        for client_id, members in groups:
+            argv = ["/usr/bin/python3", PYTHON_BRIDGE, "--mqtt-port", port, "--brokers",
+                    env.brokers, "--client-id", client_id, "--persistent"]
+            for _, filters, topic in members:
+                argv += [x for f in filters for x in ("--route", f"{f}={topic}")]
+            out.append(procs.start(client_id, argv,
+                                   os.path.join(env.dir, f"{client_id}-{tag}.log")))
+        return out
+
+    try:
+        # Sessions first, as for Sluice: the backlog is queued for them while they are away.
+        setup = start("setup")
+        wanted = [(c, f) for c, members in groups for _, fs, _ in members for f in fs]
+        wait_for(lambda: all(env.subscribed(c, f) for c, f in wanted) or
+                 any(p.poll() is not None for p in setup), 60, "every bridge's subscription")
+        for p in setup:
+            if procs.stop(p) != 0:
+                raise BenchError(f"python_bridge.py exited {p.returncode} during set-up")
+        result.update(env.publish(rows))
+        sent = result["messages"]
+        mosq_cpu0 = cpu_s(env.mosquitto.pid)
+        kafka_cpu0 = cpu_s(env.kafka.pid)
+        begin = time.monotonic()
+        bridge = start("run")
+        log_path = os.path.join(env.dir, f"{groups[0][0]}-run.log")
+        measure_drain(env, bridge, log_path, reader, sent, begin, mosq_cpu0, kafka_cpu0, result)
+        result["kafka_records"] = reader.total()
+        counters = {"received": 0, "delivered": 0, "failed": 0}
+        for p, (client_id, _) in zip(bridge, groups):
+            procs.stop(p, timeout_s=30)
+            lines = read_text(os.path.join(env.dir, f"{client_id}-run.log")).splitlines()
+            last = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+            for key in counters:
+                counters[key] += last.get(key, 0)
+        result.update(bridge_counters=counters, received=result["kafka_records"])
+        if result["kafka_records"] != sent or counters["failed"]:
+            result["finding"] = (f"Kafka holds {result['kafka_records']} records for {sent} "
+                                 f"published; bridge counters {counters}")
+        return finish(result)
+    finally:
+        reader.close()
 
 
 def finish(result):
@@ -635,7 +718,7 @@ def summarise(runs, scenarios):
         row = {"runs": len(rs)}
         for key in ("msgs_per_s", "cpu_us_per_msg", "mosquitto_cpu_us_per_msg",
                     "kafka_cpu_us_per_msg", "publisher_cpu_us_per_msg", "drain_s",
-                    "first_record_s", "publish_us_per_msg", "publish_msgs_per_s"):
+                    "first_record_s", "publish_us_per_msg", "publish_msgs_per_s", "rss_peak"):
             values = [r[key] for r in rs if r.get(key) is not None]
             if values:
                 row[key] = statistics.median(values)
@@ -679,8 +762,19 @@ def print_table(table, args, n):
         if args.live and "publisher_cpu_us_per_msg" in row:
             line += f"   {row['publisher_cpu_us_per_msg']:.1f}"
         print(line)
-    print("ratio: median sluice msg/s / median ceiling msg/s; paired: median of each "
-          "repetition's own sluice/ceiling ratio")
+    print("ratio: median msg/s / median ceiling msg/s; paired: median of each "
+          "repetition's own ratio to the ceiling")
+    for sc, row in table.items():
+        if "rss_peak" in row:
+            print(f"{sc}: RSS peak {row['rss_peak'] / 2**20:.1f} MiB (summed over its processes)")
+    peer = table.get("python-1")
+    if peer:
+        for sc, row in table.items():
+            if sc.startswith("sluice-"):
+                print(f"{sc}: {row['msgs_per_s'] / peer['msgs_per_s']:.2f}x the drain rate of "
+                      f"python-1 (the single-process Python bridge), "
+                      f"{peer['cpu_us_per_msg'] / row['cpu_us_per_msg']:.2f}x less CPU per "
+                      "message")
     for sc, row in table.items():
         base = table.get(f"{sc}@base")
         if base:

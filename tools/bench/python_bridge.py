@@ -30,6 +30,9 @@ def main():
     parser.add_argument("--linger-ms", type=int, default=5)
     parser.add_argument("--client-id", default="python-bridge")
     parser.add_argument("--qos", type=int, default=1)
+    parser.add_argument("--persistent", action="store_true",
+                        help="a persistent session (clean_session false): the broker queues "
+                             "for it while it is away (backlog drain)")
     args = parser.parse_args()
     routes = [tuple(r.split("=", 1)) for r in args.route]
 
@@ -55,12 +58,17 @@ def main():
         levels = msg.topic.split("/")
         value = json.loads(msg.payload)
         value["node"], value["sensor"] = levels[2], levels[1]
-        producer.produce(topic, json.dumps(value).encode(), key=levels[2],
-                         on_delivery=on_delivery)
+        while True:
+            try:
+                producer.produce(topic, json.dumps(value).encode(), key=levels[2],
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: let delivery reports drain it
+                producer.poll(0.1)
         counters["produced"] += 1
         producer.poll(0)
 
-    client = mqtt.Client(client_id=args.client_id, clean_session=True)
+    client = mqtt.Client(client_id=args.client_id, clean_session=not args.persistent)
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, \
         on_message
     client.connect(args.mqtt_host, args.mqtt_port, keepalive=60)
