@@ -480,7 +480,8 @@ int cmd_run(const Options& o) {
         auto api = std::make_shared<sluice::admin::AdminApi>(
             [&supervisor] { return supervisor.status(); },
             [&supervisor](const std::string& route) { return supervisor.open_tap(route); },
-            admin_token, [&supervisor] { return supervisor.plugin_metrics(); });
+            admin_token, [&supervisor] { return supervisor.plugin_metrics(); },
+            [&supervisor](const std::string& route) { return supervisor.plugin_metrics(route); });
         try {
             admin_http = std::make_unique<sluice::admin::HttpServer>(
                 host, port, [api](const sluice::admin::Request& r) { return api->handle(r); });

@@ -2,7 +2,16 @@
 
 #include <cstring>
 
+#include "sluice/core/log_hygiene.hpp"
+
 namespace sluice {
+
+bool reserved_metric_name(std::string_view name) {
+    for (const std::string_view prefix : {"route_", "process_", "build_", "reloads_"}) {
+        if (name.substr(0, prefix.size()) == prefix) return true;
+    }
+    return false;
+}
 
 bool valid_metric_name(std::string_view name) {
     if (name.empty() || name.size() > 100 || name[0] < 'a' || name[0] > 'z') return false;
@@ -31,7 +40,9 @@ void PluginMetricCollector::put(void* ctx, const sluice_metric* m) {
     try {
         auto* self = static_cast<PluginMetricCollector*>(ctx);
         if (m == nullptr || m->struct_size < offsetof(sluice_metric, label_name)) return;
-        if (m->name == nullptr || !valid_metric_name(m->name)) return;
+        if (m->name == nullptr || !valid_metric_name(m->name) || reserved_metric_name(m->name)) {
+            return;
+        }
         if (m->type != SLUICE_METRIC_COUNTER && m->type != SLUICE_METRIC_GAUGE) return;
         PluginMetric pm;
         const bool has_label =
@@ -42,13 +53,14 @@ void PluginMetricCollector::put(void* ctx, const sluice_metric* m) {
             const std::string_view l = m->label_name;
             if (!valid_metric_name(l) || l == "route" || l == "stage" || l == "plugin") return;
             pm.label_name = l;
-            pm.label_value = m->label_value != nullptr ? m->label_value : "";
+            // Prometheus refuses a whole scrape over one label value that is not UTF-8.
+            pm.label_value = log::valid_utf8(m->label_value != nullptr ? m->label_value : "");
         }
         pm.route = self->route_;
         pm.stage = self->stage_;
         pm.plugin = self->plugin_;
         pm.name = m->name;
-        pm.help = m->help != nullptr ? m->help : "";
+        pm.help = log::valid_utf8(m->help != nullptr ? m->help : "");
         pm.type = static_cast<sluice_metric_type>(m->type);
         pm.value = m->value;
         self->out_.push_back(std::move(pm));

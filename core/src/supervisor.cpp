@@ -59,6 +59,15 @@ std::vector<PluginMetric> Supervisor::plugin_metrics() const {
     return out;
 }
 
+std::vector<PluginMetric> Supervisor::plugin_metrics(const std::string& route) const {
+    std::lock_guard lock(mu_);
+    std::vector<PluginMetric> out;
+    for (const auto& r : routes_) {
+        if (r->name() == route) r->plugin_metrics(out);
+    }
+    return out;
+}
+
 std::shared_ptr<Tap> Supervisor::open_tap(const std::string& name) {
     std::lock_guard lock(mu_);
     for (auto& r : routes_) {

@@ -99,6 +99,47 @@ sink: {flaky-sink: {path: "${DIR}/flaky.txt", fail_first: 3}}
     CHECK(lines(dir / "flaky.txt") == 300);
 }
 
+TEST_CASE("plugin metrics are read while a route fails, restarts and stops", "[runtime][metrics]") {
+    // The admin thread scrapes while the route's worker destroys and rebuilds its instances:
+    // under ASan a scrape touching a destroyed instance fails this test.
+    const auto dir = scratch_dir();
+    sluice::Supervisor sup;
+    for (auto& r : routes(dir, R"(route: scraped
+restart_initial_ms: 1
+restart_max_ms: 2
+batch_size: 10
+source: {test-source: {generate: 3000}}
+sink: {flaky-sink: {path: "${DIR}/scraped.txt", fail_first: 40, counter: scraped}}
+)")) {
+        sup.start(std::move(r));
+    }
+    std::atomic<bool> done{false};
+    std::size_t scrapes = 0;
+    double last = 0;
+    std::thread scraper([&] {
+        while (!done.load()) {
+            for (const auto& m : sup.plugin_metrics()) {
+                if (m.name == "fixture_written_total" && m.route == "scraped" &&
+                    m.stage == "sink" && m.plugin == "flaky-sink") {
+                    last = m.value;
+                }
+            }
+            ++scrapes;
+        }
+    });
+    REQUIRE(wait_until([&] { return sup.all_done(); }));
+    done.store(true);
+    scraper.join();
+    CHECK(find(sup.status(), "scraped").restarts == 40);
+    CHECK(lines(dir / "scraped.txt") == 3000);
+    CHECK(scrapes > 10);
+    // The instance that wrote everything, seen before the route stopped.
+    CHECK(last > 0);
+    CHECK(last <= 3000);
+    // Stopped: no instance is left to ask.
+    CHECK(sup.plugin_metrics().empty());
+}
+
 TEST_CASE("after a transform fails, the restarted chain starts from the original input",
           "[runtime]") {
     const auto dir = scratch_dir();

@@ -13,8 +13,10 @@
 #include <sluice/sdk/json.hpp>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "sluice/core/admin/status_page.hpp"
+#include "sluice/core/log_hygiene.hpp"
 
 namespace sluice::admin {
 namespace {
@@ -26,7 +28,9 @@ constexpr RouteState kStates[] = {RouteState::starting, RouteState::running, Rou
 
 // Prometheus label values: backslash, double quote and line feed are escaped (text format
 // 0.0.4); anything else goes as is.
-std::string label(std::string_view value) {
+std::string label(std::string_view raw) {
+    // Prometheus refuses a whole scrape over one label value that is not UTF-8.
+    const std::string value = log::valid_utf8(raw);
     std::string out;
     out.reserve(value.size());
     for (const char c : value) {
@@ -93,14 +97,6 @@ std::string number(double v) {
     return text;
 }
 
-// The host's own families: a plugin metric that would land among them is left out.
-bool reserved(const std::string& name) {
-    for (const char* prefix : {"route_", "process_", "build_", "reloads_"}) {
-        if (name.rfind(prefix, 0) == 0) return true;
-    }
-    return false;
-}
-
 std::string plugin_labels(const PluginMetric& p) {
     std::string l = "route=\"" + label(p.route) + "\",stage=\"" + label(p.stage) + "\",plugin=\"" +
                     label(p.plugin) + "\"";
@@ -114,7 +110,7 @@ void append_plugin_metrics(std::string& out, const std::vector<PluginMetric>& me
     std::vector<std::string> order;
     std::unordered_map<std::string, std::vector<const PluginMetric*>> by_name;
     for (const auto& p : metrics) {
-        if (reserved(p.name)) continue;
+        if (reserved_metric_name(p.name)) continue;
         auto& list = by_name[p.name];
         if (list.empty()) order.push_back(p.name);
         if (!list.empty() && list.front()->type != p.type) continue;
@@ -128,8 +124,12 @@ void append_plugin_metrics(std::string& out, const std::vector<PluginMetric>& me
         out += "# HELP " + full + " " + (help.empty() ? "Published by a plugin." : help) + "\n";
         out += "# TYPE " + full + " " +
                (list.front()->type == SLUICE_METRIC_COUNTER ? "counter" : "gauge") + "\n";
+        // A series written twice (same labels) is kept once: parsers refuse duplicates.
+        std::unordered_set<std::string> seen;
         for (const auto* p : list) {
-            out += full + "{" + plugin_labels(*p) + "} " + number(p->value) + "\n";
+            std::string labels = plugin_labels(*p);
+            if (!seen.insert(labels).second) continue;
+            out += full + "{" + labels + "} " + number(p->value) + "\n";
         }
     }
 }
@@ -267,10 +267,11 @@ ProcessInfo read_process_info() {
 }
 
 AdminApi::AdminApi(StatusFn status, TapFn open_tap, std::string token,
-                   PluginMetricsFn plugin_metrics)
+                   PluginMetricsFn plugin_metrics, RouteMetricsFn route_metrics)
     : status_(std::move(status)),
       open_tap_(std::move(open_tap)),
       plugin_metrics_(std::move(plugin_metrics)),
+      route_metrics_(std::move(route_metrics)),
       token_(std::move(token)),
       started_(std::chrono::steady_clock::now()) {}
 
@@ -350,13 +351,8 @@ Response AdminApi::handle(const Request& request) const {
         const std::string_view name = path.substr(kRoute.size());
         for (const auto& r : status_()) {
             if (r.name != name) continue;
-            std::vector<PluginMetric> own;
-            if (plugin_metrics_) {
-                for (auto& p : plugin_metrics_()) {
-                    if (p.route == name) own.push_back(std::move(p));
-                }
-            }
-            return json(200, route_json(r, own));
+            return json(200, route_json(r, route_metrics_ ? route_metrics_(r.name)
+                                                          : std::vector<PluginMetric>{}));
         }
         std::string body = "{\"error\":";
         append_quoted(body, "no route named '" + std::string(name) + "'");
@@ -556,6 +552,8 @@ std::string AdminApi::route_json(const RouteStatus& r,
             append_quoted(o, p.plugin);
             o += ",\"name\":";
             append_quoted(o, "sluice_" + p.name);
+            o += ",\"type\":";
+            append_quoted(o, p.type == SLUICE_METRIC_COUNTER ? "counter" : "gauge");
             if (!p.label_name.empty()) {
                 o += ",\"labels\":{";
                 append_quoted(o, p.label_name);

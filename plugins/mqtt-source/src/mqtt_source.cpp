@@ -989,14 +989,13 @@ void MqttSource::on_connection_lost(const std::string& cause) {
 
 void MqttSource::metrics(sdk::Metrics& out) const {
     const MqttSource* connection = this;
-    std::shared_ptr<mqtt_source::SharedConnection> shared;
+    // Held while reading, not a copy of shared_: the last reference to a shared connection
+    // must go on the route's thread in stop(), never on the admin thread.
+    std::unique_lock<std::mutex> lock;
     if (role_ == Role::member) {
-        {
-            std::lock_guard lock(shared_mu_);
-            shared = shared_;
-        }
-        if (!shared) return;  // not started, or stopped: no connection to speak of
-        connection = &shared->connection();
+        lock = std::unique_lock(shared_mu_);
+        if (!shared_) return;  // not started, or stopped: no connection to speak of
+        connection = &shared_->connection();
     }
     const std::string& id = connection->settings_.client_id;
     out.counter("mqtt_connects_total", "Connections the MQTT broker accepted.",

@@ -25,6 +25,8 @@ struct PluginMetric {
 
 /// [a-z][a-z0-9_]*, at most 100 characters: what a plugin may name a metric or its label.
 bool valid_metric_name(std::string_view name);
+/// The host's own families (route_, process_, build_, reloads_): not a plugin's to publish.
+bool reserved_metric_name(std::string_view name);
 
 /// A sluice_metric_writer that appends what a plugin writes to `out`, labelled with the
 /// route, stage and plugin; malformed entries (bad names, unknown types) are dropped.

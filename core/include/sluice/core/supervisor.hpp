@@ -33,8 +33,10 @@ public:
     /// True when every route has ended on its own (finite inputs fully delivered).
     bool all_done() const;
     std::vector<RouteStatus> status() const;
-    /// Every route's plugin metrics (ABI 1.4), for /metrics.
+    /// Every route's plugin metrics (ABI 1.4), for /metrics; or one route's. Plugins must not
+    /// block in them (abi.h): the routes are looked at under the supervisor's lock.
     std::vector<PluginMetric> plugin_metrics() const;
+    std::vector<PluginMetric> plugin_metrics(const std::string& route) const;
     /// A tap on route `name` (see Route::open_tap); nullptr when there is no such route.
     std::shared_ptr<Tap> open_tap(const std::string& name);
     const Executor& executor() const { return executor_; }

@@ -44,8 +44,10 @@ public:
     using TapFn = std::function<std::shared_ptr<Tap>(const std::string&)>;
     /// What the routes' plugin instances publish of their own (Supervisor::plugin_metrics).
     using PluginMetricsFn = std::function<std::vector<PluginMetric>()>;
+    /// The same for one route (an empty vector when there is none of that name).
+    using RouteMetricsFn = std::function<std::vector<PluginMetric>(const std::string&)>;
     AdminApi(StatusFn status, TapFn open_tap, std::string token,
-             PluginMetricsFn plugin_metrics = nullptr);
+             PluginMetricsFn plugin_metrics = nullptr, RouteMetricsFn route_metrics = nullptr);
 
     Response handle(const Request& request) const;
 
@@ -62,6 +64,7 @@ private:
     StatusFn status_;
     TapFn open_tap_;
     PluginMetricsFn plugin_metrics_;
+    RouteMetricsFn route_metrics_;
     std::string token_;
     std::chrono::steady_clock::time_point started_;
 };
