@@ -4,8 +4,15 @@
 
 #include <algorithm>
 #include <boost/dll/shared_library.hpp>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <utility>
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace sluice {
 
@@ -31,6 +38,137 @@ std::string missing_callback(const sluice_plugin_descriptor& d) {
     if (d.destroy == nullptr) return "destroy";
     if (d.kind != SLUICE_KIND_SOURCE && d.process == nullptr) return "process";
     return "";
+}
+
+
+// Libraries loaded so far, shared by every registry of the process (see the header). Never
+// destroyed: the last PluginLibrary may go during exit.
+struct LibraryCache {
+    std::mutex mu;
+    std::map<std::pair<fs::path, std::string>, std::weak_ptr<PluginLibrary>> loaded;
+    std::map<fs::path, std::string> first_opened;  // identity first loaded under each path
+};
+
+LibraryCache& library_cache() {
+    static auto* const cache = new LibraryCache();
+    return *cache;
+}
+
+std::string file_identity(const fs::path& path, std::string& error) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        error = std::strerror(errno);
+        return "";
+    }
+    return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+           std::to_string(st.st_size) + ":" +
+           std::to_string(static_cast<long long>(st.st_mtim.tv_sec) * 1'000'000'000LL +
+                          st.st_mtim.tv_nsec);
+}
+
+// A copy of `path` in an anonymous memory file; -1 with `error` when it cannot be made.
+int copy_to_memfd(const fs::path& path, std::string& error) {
+    const int fd = ::memfd_create(("sluice:" + path.filename().string()).c_str(), MFD_CLOEXEC);
+    if (fd < 0) {
+        error = std::string("memfd_create: ") + std::strerror(errno);
+        return -1;
+    }
+    std::ifstream in(path, std::ios::binary);
+    char buf[1 << 16];
+    while (in) {
+        in.read(buf, sizeof buf);
+        const char* p = buf;
+        std::streamsize left = in.gcount();
+        while (left > 0) {
+            const ssize_t n = ::write(fd, p, static_cast<std::size_t>(left));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                error = std::string("cannot copy the library: ") + std::strerror(errno);
+                ::close(fd);
+                return -1;
+            }
+            p += n;
+            left -= n;
+        }
+    }
+    if (in.bad() || !in.eof()) {
+        error = "cannot read the library";
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// The library at `path`, loaded once per file identity; nullptr with `error` when it cannot
+// be loaded or is not a plugin library this host can use.
+std::shared_ptr<PluginLibrary> open_library(const fs::path& path, const std::string& id,
+                                            std::string& error) {
+    std::string why;
+    const std::string identity = file_identity(path, why);
+    if (identity.empty()) {
+        error = path.string() + ": cannot open plugin library for '" + id + "': " + why;
+        return nullptr;
+    }
+    auto& cache = library_cache();
+    std::lock_guard lock(cache.mu);
+    if (auto lib = cache.loaded[{path, identity}].lock()) return lib;
+
+    auto lib = std::make_shared<PluginLibrary>();
+    lib->path = path;
+    lib->identity = identity;
+    std::string open_path = path.string();
+    const auto first = cache.first_opened.find(path);
+    if (first != cache.first_opened.end() && first->second != identity) {
+        lib->copy_fd = copy_to_memfd(path, why);
+        if (lib->copy_fd < 0) {
+            error = path.string() + ": cannot load the new version of '" + id + "': " + why;
+            return nullptr;
+        }
+        open_path = "/proc/self/fd/" + std::to_string(lib->copy_fd);
+    }
+    try {
+        // RTLD_LOCAL: plugins' own symbols never collide; RTLD_NOW: an unresolved symbol
+        // is reported now, naming the library, rather than crashing at the first call.
+        lib->handle = std::make_unique<boost::dll::shared_library>(
+            open_path, boost::dll::load_mode::rtld_local | boost::dll::load_mode::rtld_now);
+    } catch (const std::exception& e) {
+        error = path.string() + ": cannot open plugin library for '" + id + "': " + e.what() +
+                " (check that it was built for this system and that its dependencies are " +
+                "installed)";
+        return nullptr;
+    }
+    // Loaded under this name from now on, whatever the checks below say.
+    if (first == cache.first_opened.end()) cache.first_opened.emplace(path, identity);
+    if (!lib->handle->has(SLUICE_MODULE_ENTRY_SYMBOL)) {
+        error = path.string() + ": not a Sluice plugin: entry symbol '" +
+                SLUICE_MODULE_ENTRY_SYMBOL + "' is missing (declare the module with " +
+                "SLUICE_MODULE(...) from <sluice/sdk.hpp>)";
+        return nullptr;
+    }
+    auto entry = lib->handle->get<const sluice_module*()>(SLUICE_MODULE_ENTRY_SYMBOL);
+    lib->module = entry();
+    const sluice_module* m = lib->module;
+    if (m == nullptr || m->struct_size < offsetof(sluice_module, plugins) + sizeof(void*)) {
+        error = path.string() + ": entry symbol returned an invalid module";
+        return nullptr;
+    }
+    if (m->abi_major != SLUICE_ABI_MAJOR) {
+        error = path.string() + ": plugin '" + id + "' was built for ABI " +
+                abi_string(m->abi_major, m->abi_minor) + ", this host has ABI " +
+                abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR) +
+                " (major versions must match): " + rebuild_hint();
+        return nullptr;
+    }
+    if (m->abi_minor > SLUICE_ABI_MINOR) {
+        error = path.string() + ": plugin '" + id + "' needs ABI " +
+                abi_string(m->abi_major, m->abi_minor) + ", newer than this host's " +
+                abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR) +
+                ": upgrade sluice, or rebuild the plugin against SDK " +
+                abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
+        return nullptr;
+    }
+    cache.loaded[{path, identity}] = lib;
+    return lib;
 }
 
 }  // namespace
@@ -132,49 +270,9 @@ std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
                existing->manifest.string() + " (remove one of the two directories)";
     }
 
-    std::shared_ptr<PluginLibrary> lib;
-    if (auto it = libraries_.find(library_path); it != libraries_.end()) {
-        lib = it->second;
-    } else {
-        lib = std::make_shared<PluginLibrary>();
-        lib->path = library_path;
-        try {
-            // RTLD_LOCAL: plugins' own symbols never collide; RTLD_NOW: an unresolved symbol
-            // is reported now, naming the library, rather than crashing at the first call.
-            lib->handle = std::make_unique<boost::dll::shared_library>(
-                library_path.string(), boost::dll::load_mode::rtld_local |
-                                           boost::dll::load_mode::rtld_now);
-        } catch (const std::exception& e) {
-            return library_path.string() + ": cannot open plugin library for '" + id +
-                   "': " + e.what() + " (check that it was built for this system and that " +
-                   "its dependencies are installed)";
-        }
-        if (!lib->handle->has(SLUICE_MODULE_ENTRY_SYMBOL)) {
-            return library_path.string() + ": not a Sluice plugin: entry symbol '" +
-                   SLUICE_MODULE_ENTRY_SYMBOL + "' is missing (declare the module with " +
-                   "SLUICE_MODULE(...) from <sluice/sdk.hpp>)";
-        }
-        auto entry = lib->handle->get<const sluice_module*()>(SLUICE_MODULE_ENTRY_SYMBOL);
-        lib->module = entry();
-        const sluice_module* m = lib->module;
-        if (m == nullptr || m->struct_size < offsetof(sluice_module, plugins) + sizeof(void*)) {
-            return library_path.string() + ": entry symbol returned an invalid module";
-        }
-        if (m->abi_major != SLUICE_ABI_MAJOR) {
-            return library_path.string() + ": plugin '" + id + "' was built for ABI " +
-                   abi_string(m->abi_major, m->abi_minor) + ", this host has ABI " +
-                   abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR) +
-                   " (major versions must match): " + rebuild_hint();
-        }
-        if (m->abi_minor > SLUICE_ABI_MINOR) {
-            return library_path.string() + ": plugin '" + id + "' needs ABI " +
-                   abi_string(m->abi_major, m->abi_minor) + ", newer than this host's " +
-                   abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR) +
-                   ": upgrade sluice, or rebuild the plugin against SDK " +
-                   abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
-        }
-        libraries_.emplace(library_path, lib);
-    }
+    std::string error;
+    const auto lib = open_library(library_path, id, error);
+    if (!lib) return error;
 
     const sluice_module* m = lib->module;
     const sluice_plugin_descriptor* found = nullptr;
@@ -195,7 +293,7 @@ std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
                std::to_string(sizeof(sluice_plugin_descriptor)) + " bytes): upgrade sluice";
     }
 
-    auto info = std::make_unique<PluginInfo>();
+    auto info = std::make_shared<PluginInfo>();
     std::memcpy(&info->descriptor, found, found->struct_size);  // rest stays zero
     const auto& d = info->descriptor;
     info->id = id;
@@ -237,8 +335,12 @@ std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
 }
 
 const PluginInfo* PluginRegistry::find(std::string_view id) const {
+    return share(id).get();
+}
+
+std::shared_ptr<const PluginInfo> PluginRegistry::share(std::string_view id) const {
     auto it = plugins_.find(id);
-    return it == plugins_.end() ? nullptr : it->second.get();
+    return it == plugins_.end() ? nullptr : it->second;
 }
 
 std::vector<const PluginInfo*> PluginRegistry::all() const {

@@ -2,6 +2,11 @@
 // and the remedy; acceptable libraries load and run.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
 #include "sluice/core/plugin_instance.hpp"
 #include "sluice/core/plugin_registry.hpp"
 
@@ -144,4 +149,45 @@ TEST_CASE("a malformed plugin.yaml is reported and the other plugins still load"
     CHECK_THAT(errors[0], Catch::Contains("malformed/broken/plugin.yaml: plugin.yaml must be a "
                                           "map with id, kind, version and library"));
     CHECK(r.find("fx-good") != nullptr);
+}
+
+TEST_CASE("registries share an unchanged library; a replaced one loads beside the old",
+          "[abi]") {
+    // A plugin directory of our own, in which version 1 is replaced by version 2 the way an
+    // operator would: the new file written beside, then renamed over the old one.
+    const fs::path dir = fs::temp_directory_path() /
+                         ("sluice-loader-test-" + std::to_string(::getpid())) / "version-tag";
+    fs::remove_all(dir.parent_path());
+    fs::create_directories(dir);
+    const auto install = [&](const char* version_dir) {
+        for (const char* f : {"sluice-version-tag.so", "plugin.yaml"}) {
+            fs::copy_file(kFixtures / version_dir / f, dir / (std::string(f) + ".new"),
+                          fs::copy_options::overwrite_existing);
+            fs::rename(dir / (std::string(f) + ".new"), dir / f);
+        }
+    };
+    install("version-tag-1");
+    sluice::PluginRegistry first;
+    REQUIRE(first.load_directories({dir}).empty());
+    const auto v1 = first.share("version-tag");
+    REQUIRE(v1 != nullptr);
+    CHECK(v1->version == "1.0.0");
+
+    sluice::PluginRegistry again;
+    REQUIRE(again.load_directories({dir}).empty());
+    CHECK(again.share("version-tag")->library == v1->library);
+
+    install("version-tag-2");
+    sluice::PluginRegistry second;
+    REQUIRE(second.load_directories({dir}).empty());
+    const auto v2 = second.share("version-tag");
+    REQUIRE(v2 != nullptr);
+    CHECK(v2->version == "2.0.0");
+    CHECK(v2->library != v1->library);
+    CHECK(v2->library->module != v1->library->module);
+    CHECK(v2->library->copy_fd >= 0);
+    // The old descriptor is still the old library's.
+    CHECK(std::string(v1->descriptor.version) == "1.0.0");
+    CHECK(std::string(v2->descriptor.version) == "2.0.0");
+    fs::remove_all(dir.parent_path());
 }

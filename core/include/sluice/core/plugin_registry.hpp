@@ -1,6 +1,11 @@
 // Finds plugin.yaml files under the plugin directories, loads each library with Boost.DLL,
 // checks it against its plugin.yaml and the host's ABI, and keeps it loaded for the life of
 // the process (libraries are never unloaded while anything from them may live).
+//
+// A registry is rebuilt at every reload; libraries are shared between registries by the file
+// they were loaded from (path and identity: device, inode, size, modification time), so an
+// unchanged library is the same PluginLibrary in both, and a library replaced on disk is
+// loaded beside the one that running instances still use.
 #pragma once
 
 #include <filesystem>
@@ -20,6 +25,13 @@ namespace sluice {
 /// A loaded library. Instances hold a shared_ptr to it, so it outlives them.
 struct PluginLibrary {
     std::filesystem::path path;
+    /// "dev:inode:size:mtime_ns" of the file when it was loaded: a new file at the same path
+    /// is a new library.
+    std::string identity;
+    /// When a file at `path` had been loaded before, the new one is loaded from a copy in
+    /// memory (memfd) that stays open for the life of the process: the dynamic loader would
+    /// otherwise hand back the library already loaded under that name.
+    int copy_fd = -1;
     std::unique_ptr<boost::dll::shared_library> handle;
     const sluice_module* module = nullptr;
     ~PluginLibrary();
@@ -51,13 +63,14 @@ public:
     std::string load_manifest(const std::filesystem::path& plugin_yaml);
 
     const PluginInfo* find(std::string_view id) const;
+    /// The same, by shared ownership: what routes hold, so that they outlive this registry.
+    std::shared_ptr<const PluginInfo> share(std::string_view id) const;
     std::vector<const PluginInfo*> all() const;
     std::string known_ids() const;
 
 private:
     std::string load_manifest_checked(const std::filesystem::path& plugin_yaml);
-    std::map<std::string, std::unique_ptr<PluginInfo>, std::less<>> plugins_;
-    std::map<std::filesystem::path, std::shared_ptr<PluginLibrary>> libraries_;
+    std::map<std::string, std::shared_ptr<const PluginInfo>, std::less<>> plugins_;
 };
 
 }  // namespace sluice
