@@ -491,7 +491,10 @@ std::vector<fs::path> manifest_files(const std::vector<fs::path>& paths, Diagnos
 std::string RouteSpec::fingerprint() const {
     std::string out = name;
     auto add = [&out](const StageSpec& s) {
-        out += '\x1d' + s.plugin->id + '@' + s.plugin->version + '\x1d' + s.config->fingerprint();
+        // The library's identity too: a rebuilt plugin of the same version is a change.
+        out += '\x1d' + s.plugin->id + '@' + s.plugin->version + '@' +
+               (s.plugin->library ? s.plugin->library->identity : std::string()) + '\x1d' +
+               s.config->fingerprint();
     };
     add(source);
     for (const auto& t : transforms) add(t);
@@ -545,7 +548,7 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
     const std::string id = it->first.Scalar();
     const auto id_where = location(file, it->first.Mark());
     const std::string path = route_path + " " + id;
-    const PluginInfo* plugin = registry.find(id);
+    std::shared_ptr<const PluginInfo> plugin = registry.share(id);
     if (plugin == nullptr) {
         diag.add(id_where, path,
                  "unknown plugin '" + id + "' (known: " + registry.known_ids() + ")");
@@ -620,42 +623,58 @@ void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig&
 
 std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                                    const PluginRegistry& registry, Diagnostics& diag,
-                                   const EnvLookup& env) {
+                                   const EnvLookup& env, std::vector<Rejection>* rejected) {
     static const std::regex kRouteName("[a-z0-9][a-z0-9-]*");
     std::vector<RouteSpec> routes;
     std::map<std::string, SourceLocation> defined;
+    // What was added to `diag` since `from`, as one rejection.
+    const auto reject = [&](const std::string& file, const std::string& route, std::size_t from) {
+        if (rejected == nullptr || diag.size() == from) return;
+        Rejection r{file, route, {}};
+        for (std::size_t i = from; i < diag.size(); ++i) {
+            r.errors.push_back(diag.items()[i].to_string());
+        }
+        rejected->push_back(std::move(r));
+    };
     for (const auto& path : files) {
         const std::string file = path.string();
+        const std::size_t file_errors_before = diag.size();
         std::vector<YAML::Node> docs;
         try {
             docs = YAML::LoadAllFromFile(file);
         } catch (const YAML::ParserException& e) {
             diag.add(location(file, e.mark), "", std::string("malformed YAML: ") + e.msg);
+            reject(file, "", file_errors_before);
             continue;
         } catch (const YAML::Exception& e) {
             diag.add({file, 0, 0}, "", std::string("cannot read route manifest: ") + e.what());
+            reject(file, "", file_errors_before);
             continue;
         }
         for (const auto& doc : docs) {
             if (doc.IsNull()) continue;
             const SourceLocation doc_where = location(file, doc.Mark());
+            const std::size_t errors_before = diag.size();
             if (!doc.IsMap()) {
                 diag.add(doc_where, "",
                          "a route manifest is a map with route, source, transforms and sink; "
                          "got " +
                              node_kind(doc));
+                reject(file, "", errors_before);  // which route it was is unknown
                 continue;
             }
-            const std::size_t errors_before = diag.size();
             const auto name_node = doc["route"];
             std::string name;
+            bool named = false;
             if (!name_node || !name_node.IsScalar()) {
                 diag.add(doc_where, "", "missing required key 'route' (the route's name)");
                 name = "<unnamed>";
             } else {
                 name = name_node.Scalar();
                 const auto name_where = location(file, name_node.Mark());
+                named = true;
                 if (!std::regex_match(name, kRouteName)) {
+                    named = false;
                     diag.add(name_where, "route " + name,
                              "route name must match [a-z0-9][a-z0-9-]* (lower case, digits, "
                              "dashes)");
@@ -750,7 +769,14 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                 diag.add(location(file, dl, doc_where), "route " + name + " > dead_letter",
                          "a dead_letter sink is only used with 'on_error: dead_letter'");
             }
-            if (diag.size() != errors_before || !source || !sink || !ok) continue;
+            if (diag.size() != errors_before || !source || !sink || !ok) {
+                if (diag.size() == errors_before) {
+                    diag.add(doc_where, "route " + name,
+                             "a plugin refused the route's options without saying why");
+                }
+                reject(file, named ? name : std::string(), errors_before);
+                continue;
+            }
             route.source = std::move(*source);
             route.sink = std::move(*sink);
             if (dead_letter) route.dead_letter = std::move(*dead_letter);

@@ -1,5 +1,8 @@
 #include "sluice/core/plugin_registry.hpp"
 
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,10 +12,6 @@
 #include <fstream>
 #include <mutex>
 #include <utility>
-
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace sluice {
 
@@ -39,7 +38,6 @@ std::string missing_callback(const sluice_plugin_descriptor& d) {
     if (d.kind != SLUICE_KIND_SOURCE && d.process == nullptr) return "process";
     return "";
 }
-
 
 // Libraries loaded so far, shared by every registry of the process (see the header). Never
 // destroyed: the last PluginLibrary may go during exit.
@@ -192,9 +190,12 @@ const sluice_field_spec* PluginInfo::field(std::string_view name) const {
 
 const char* kind_name(sluice_kind kind) {
     switch (kind) {
-        case SLUICE_KIND_SOURCE: return "source";
-        case SLUICE_KIND_TRANSFORM: return "transform";
-        case SLUICE_KIND_SINK: return "sink";
+        case SLUICE_KIND_SOURCE:
+            return "source";
+        case SLUICE_KIND_TRANSFORM:
+            return "transform";
+        case SLUICE_KIND_SINK:
+            return "sink";
     }
     return "unknown";
 }
@@ -334,9 +335,7 @@ std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
     return "";
 }
 
-const PluginInfo* PluginRegistry::find(std::string_view id) const {
-    return share(id).get();
-}
+const PluginInfo* PluginRegistry::find(std::string_view id) const { return share(id).get(); }
 
 std::shared_ptr<const PluginInfo> PluginRegistry::share(std::string_view id) const {
     auto it = plugins_.find(id);

@@ -1,5 +1,12 @@
 #include "sluice/core/supervisor.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
+
+#include "sluice/core/log.hpp"
+
 namespace sluice {
 
 Supervisor::~Supervisor() {
@@ -7,11 +14,17 @@ Supervisor::~Supervisor() {
     // Routes go before the executor they run on.
     std::lock_guard lock(mu_);
     routes_.clear();
+    given_up_.clear();
+}
+
+std::unique_ptr<Route> Supervisor::make_route(RouteSpec spec) {
+    auto route = std::make_unique<Route>(std::move(spec), executor_, state_dir_, memory_budget_);
+    route->start();
+    return route;
 }
 
 void Supervisor::start(RouteSpec spec) {
-    auto route = std::make_unique<Route>(std::move(spec), executor_, state_dir_, memory_budget_);
-    route->start();
+    auto route = make_route(std::move(spec));
     std::lock_guard lock(mu_);
     routes_.push_back(std::move(route));
 }
@@ -19,11 +32,13 @@ void Supervisor::start(RouteSpec spec) {
 void Supervisor::request_stop_all() {
     std::lock_guard lock(mu_);
     for (auto& r : routes_) r->request_stop();
+    for (auto& r : given_up_) r->request_stop();
 }
 
 void Supervisor::interrupt_overdue() {
     std::lock_guard lock(mu_);
     for (auto& r : routes_) r->interrupt_if_overdue();
+    for (auto& r : given_up_) r->interrupt_if_overdue();
 }
 
 void Supervisor::stop_all() {
@@ -32,6 +47,7 @@ void Supervisor::stop_all() {
         // Not held while joining: status() must keep answering while routes drain.
         std::lock_guard lock(mu_);
         for (auto& r : routes_) routes.push_back(r.get());
+        for (auto& r : given_up_) routes.push_back(r.get());
     }
     for (auto* r : routes) r->request_stop();
     for (auto* r : routes) r->join();
@@ -48,8 +64,134 @@ bool Supervisor::all_done() const {
 std::vector<RouteStatus> Supervisor::status() const {
     std::lock_guard lock(mu_);
     std::vector<RouteStatus> out;
-    for (const auto& r : routes_) out.push_back(r->status());
+    for (const auto& r : routes_) {
+        out.push_back(r->status());
+        auto& st = out.back();
+        if (const auto it = reload_notes_.find(st.name); it != reload_notes_.end()) {
+            st.last_reload_ms = it->second.at_ms;
+            st.last_reload_change = it->second.change;
+            st.reload_errors = it->second.errors;
+            if (!it->second.file.empty()) st.file = it->second.file;
+        }
+    }
     return out;
+}
+
+std::vector<RunningRoute> Supervisor::running() const {
+    std::lock_guard lock(mu_);
+    std::vector<RunningRoute> out;
+    for (const auto& r : routes_) {
+        const auto& spec = r->spec();
+        const auto note = reload_notes_.find(spec.name);
+        out.push_back({spec.name,
+                       note != reload_notes_.end() && !note->second.file.empty() ? note->second.file
+                                                                                 : spec.where.file,
+                       spec.fingerprint(), 0});
+        if (spec.options.buffer.type == BufferOptions::Type::memory) {
+            out.back().memory_buffer_bytes =
+                spec.options.buffer.max_bytes + spec.options.buffer.headroom();
+        }
+    }
+    return out;
+}
+
+void Supervisor::retire(std::unique_ptr<Route> route) {
+    route->join();
+    retired_undelivered_ += route->status().undelivered;
+    route.reset();  // outside mu_: destroying its instances may take a moment
+}
+
+void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
+    using clock = std::chrono::steady_clock;
+    struct Leaving {
+        Route* old;
+        std::optional<RouteSpec> next;  // changed: its new version
+        clock::time_point give_up;
+    };
+    std::vector<Leaving> leaving;
+    std::vector<RouteSpec> added;
+    std::map<std::string, RouteSpec*> next_by_name;
+    for (auto& spec : plan.start) next_by_name.emplace(spec.name, &spec);
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& p : plan.routes) {
+            if (p.change != RouteChange::changed && p.change != RouteChange::removed) continue;
+            const auto it = std::find_if(routes_.begin(), routes_.end(),
+                                         [&](const auto& r) { return r->name() == p.name; });
+            if (it == routes_.end()) continue;
+            Leaving l{it->get(), std::nullopt,
+                      clock::now() +
+                          std::chrono::milliseconds((*it)->spec().options.drain_timeout_ms) +
+                          std::chrono::seconds(3)};
+            if (p.change == RouteChange::changed) {
+                if (auto n = next_by_name.find(p.name); n != next_by_name.end()) {
+                    l.next = std::move(*n->second);
+                }
+            }
+            (*it)->request_stop();
+            leaving.push_back(std::move(l));
+        }
+        for (const auto& p : plan.routes) {
+            if (p.change != RouteChange::added) continue;
+            if (auto n = next_by_name.find(p.name); n != next_by_name.end()) {
+                added.push_back(std::move(*n->second));
+            }
+        }
+    }
+    for (auto& spec : added) start(std::move(spec));
+    // Each old version is replaced the moment it has ended: polled often, so that the gap
+    // between the old version's last message and the new one's first stays small.
+    while (!leaving.empty() && !abandon.load()) {
+        for (auto it = leaving.begin(); it != leaving.end();) {
+            const bool ended = it->old->done();
+            const bool overdue = !ended && clock::now() > it->give_up;
+            if (!ended && !overdue) {
+                ++it;
+                continue;
+            }
+            std::unique_ptr<Route> old;
+            std::unique_ptr<Route> next = it->next ? make_route(std::move(*it->next)) : nullptr;
+            {
+                std::lock_guard lock(mu_);
+                const auto at = std::find_if(routes_.begin(), routes_.end(),
+                                             [&](const auto& r) { return r.get() == it->old; });
+                old = std::move(*at);
+                if (next) {
+                    *at = std::move(next);
+                } else {
+                    routes_.erase(at);
+                }
+                if (overdue) {
+                    log::error("route " + old->name(),
+                               "the old version did not stop within its drain deadline during "
+                               "a reload; it is kept aside and stopped at exit");
+                    given_up_.push_back(std::move(old));
+                }
+            }
+            if (old) retire(std::move(old));
+            it = leaving.erase(it);
+        }
+        interrupt_overdue();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
+void Supervisor::note_reload(const ReloadReport& report) {
+    std::lock_guard lock(mu_);
+    for (const auto& r : report.routes) {
+        if (r.name.empty()) continue;
+        if (r.change == RouteChange::removed) {
+            reload_notes_.erase(r.name);
+            continue;
+        }
+        if (r.change == RouteChange::rejected && !r.kept) continue;
+        auto& note = reload_notes_[r.name];
+        note.at_ms = report.started_ms;
+        note.change = route_change_name(r.change);
+        note.errors = r.errors;
+        // A route that is unchanged but now comes from another file shows that file.
+        if (r.change != RouteChange::rejected) note.file = r.file;
+    }
 }
 
 std::vector<PluginMetric> Supervisor::plugin_metrics() const {

@@ -1,9 +1,8 @@
 // The plugin loader against fixture libraries: each rejection names the file, the versions
 // and the remedy; acceptable libraries load and run.
-#include <catch2/catch.hpp>
-
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
 
@@ -151,8 +150,7 @@ TEST_CASE("a malformed plugin.yaml is reported and the other plugins still load"
     CHECK(r.find("fx-good") != nullptr);
 }
 
-TEST_CASE("registries share an unchanged library; a replaced one loads beside the old",
-          "[abi]") {
+TEST_CASE("registries share an unchanged library; a replaced one loads beside the old", "[abi]") {
     // A plugin directory of our own, in which version 1 is replaced by version 2 the way an
     // operator would: the new file written beside, then renamed over the old one.
     const fs::path dir = fs::temp_directory_path() /

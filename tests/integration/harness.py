@@ -209,6 +209,7 @@ class Record:
         self.offset = j["offset"]
         self.key = None if j.get("key") is None else j["key"].encode()
         self.value = (j.get("payload") or "").encode()
+        self.ts = j.get("ts")  # the record's timestamp, ms (Sluice: the message's receipt)
         h = j.get("headers") or []
         self.headers = [(h[i], h[i + 1].encode()) for i in range(0, len(h), 2)]
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sluice/sdk/json.hpp>
 #include <stdexcept>
 #include <unordered_map>
@@ -146,7 +147,7 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }
 
 Response json(int status, std::string body) {
-    return Response{status, "application/json", std::move(body) + "\n", {}, {}};
+    return Response{status, "application/json", std::move(body) + "\n", {}, {}, {}};
 }
 
 std::uint64_t status_value(const std::string& key) {
@@ -252,6 +253,23 @@ private:
     std::shared_ptr<Tap> tap_;
 };
 
+// POST /api/reload: the answer once the reload is done; the server keeps serving meanwhile.
+class ReloadPending final : public PendingResponse {
+public:
+    explicit ReloadPending(std::shared_future<AdminApi::ReloadAnswer> answer)
+        : answer_(std::move(answer)) {}
+    bool ready() override {
+        return answer_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    }
+    Response take() override {
+        const auto& a = answer_.get();
+        return json(a.applied ? 200 : 409, a.json);
+    }
+
+private:
+    std::shared_future<AdminApi::ReloadAnswer> answer_;
+};
+
 }  // namespace
 
 ProcessInfo read_process_info() {
@@ -286,11 +304,18 @@ bool AdminApi::authorized(const Request& request) const {
     return !from_query.empty() && constant_time_equal(from_query, token_);
 }
 
+void AdminApi::set_reload(ReloadFn start, LastReloadFn last, ReloadStatsFn stats) {
+    reload_ = std::move(start);
+    last_reload_ = std::move(last);
+    reload_stats_ = std::move(stats);
+}
+
 Response AdminApi::handle(const Request& request) const {
     std::string_view path = request.target;
     if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
-    if (request.method != "GET" && request.method != "HEAD") {
-        return text(405, "only GET\n");
+    const bool post = request.method == "POST";
+    if (request.method != "GET" && request.method != "HEAD" && !(post && path == "/api/reload")) {
+        return text(405, path == "/api/reload" ? "GET or POST\n" : "only GET\n");
     }
     if (path == "/healthz") return text(200, "ok\n");
     if (path == "/") {
@@ -314,12 +339,26 @@ Response AdminApi::handle(const Request& request) const {
         return r;
     }
     if (path == "/metrics") {
+        std::optional<ReloadStats> reload_stats;
+        if (reload_stats_) reload_stats = reload_stats_();
         const double uptime =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
         Response r = text(
             200, metrics_text(status_(), read_process_info(), uptime,
-                              plugin_metrics_ ? plugin_metrics_() : std::vector<PluginMetric>{}));
+                              plugin_metrics_ ? plugin_metrics_() : std::vector<PluginMetric>{},
+                              reload_stats ? &*reload_stats : nullptr));
         r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return r;
+    }
+    if (path == "/api/reload") {
+        if (!reload_) return text(503, "reload is not available in this process\n");
+        if (!post) {
+            std::string last = last_reload_();
+            if (last.empty()) return text(404, "no reload yet\n");
+            return json(200, std::move(last));
+        }
+        Response r;
+        r.pending = std::make_shared<ReloadPending>(reload_());
         return r;
     }
     if (path == "/api/events") {
@@ -363,7 +402,8 @@ Response AdminApi::handle(const Request& request) const {
 
 std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
                                    const ProcessInfo& process, double uptime_s,
-                                   const std::vector<PluginMetric>& plugin_metrics) {
+                                   const std::vector<PluginMetric>& plugin_metrics,
+                                   const ReloadStats* reload) {
     std::string out;
     Metrics m(out);
     struct Counter {
@@ -474,6 +514,21 @@ std::string AdminApi::metrics_text(const std::vector<RouteStatus>& routes,
     m.sample("sluice_process_uptime_seconds", "", uptime_s);
     m.family("sluice_build_info", "gauge", "The running version.");
     m.sample("sluice_build_info", "version=\"" SLUICE_SDK_VERSION_STRING "\"", std::uint64_t{1});
+    if (reload != nullptr) {
+        m.family("sluice_reloads_total", "counter", "Reloads, by result.");
+        m.sample("sluice_reloads_total", "result=\"applied\"", reload->applied);
+        m.sample("sluice_reloads_total", "result=\"partial\"", reload->partial);
+        m.sample("sluice_reloads_total", "result=\"rejected\"", reload->rejected);
+        m.family("sluice_reload_last_timestamp_seconds", "gauge",
+                 "When the last reload started (0: none yet).");
+        m.sample("sluice_reload_last_timestamp_seconds", "",
+                 static_cast<double>(reload->last_ms) / 1000.0);
+        m.family("sluice_reload_last_duration_seconds", "gauge",
+                 "How long the last reload took, from reading the manifests to the last new "
+                 "version started.");
+        m.sample("sluice_reload_last_duration_seconds", "",
+                 static_cast<double>(reload->last_duration_ms) / 1000.0);
+    }
     append_plugin_metrics(out, plugin_metrics);
     return out;
 }
@@ -540,6 +595,19 @@ std::string AdminApi::route_json(const RouteStatus& r,
         o += "{\"message\":";
         append_quoted(o, r.last_error);
         o += ",\"time_ms\":" + std::to_string(r.last_error_ms) + "}";
+    }
+    o += ",\"last_reload\":";
+    if (r.last_reload_ms == 0) {
+        o += "null";
+    } else {
+        o += "{\"time_ms\":" + std::to_string(r.last_reload_ms) + ",\"change\":";
+        append_quoted(o, r.last_reload_change);
+        o += ",\"errors\":[";
+        for (std::size_t i = 0; i < r.reload_errors.size(); ++i) {
+            if (i) o += ",";
+            append_quoted(o, r.reload_errors[i]);
+        }
+        o += "]}";
     }
     if (!plugin_metrics.empty()) {
         o += ",\"plugin_metrics\":[";

@@ -59,14 +59,36 @@ private:
             out = handler_(r);
         } catch (const std::exception& e) {
             out = Response{
-                500, "text/plain; charset=utf-8", std::string("error: ") + e.what(), {}, {}};
+                500, "text/plain; charset=utf-8", std::string("error: ") + e.what(), {}, {}, {}};
         }
         if (out.events) {
             stream_events(std::move(out.events));
             return;
         }
+        if (out.pending) {
+            wait_pending(std::move(out.pending), req.version(), req.keep_alive());
+            return;
+        }
+        respond(std::move(out), req.version(), req.keep_alive());
+    }
+
+    void wait_pending(std::shared_ptr<PendingResponse> pending, unsigned version, bool keep) {
+        stream_.expires_never();
+        timer_.expires_after(std::chrono::milliseconds(5));
+        timer_.async_wait([self = shared_from_this(), pending = std::move(pending), version,
+                           keep](beast::error_code ec) mutable {
+            if (ec) return;
+            if (!pending->ready()) {
+                self->wait_pending(std::move(pending), version, keep);
+                return;
+            }
+            self->respond(pending->take(), version, keep);
+        });
+    }
+
+    void respond(Response out, unsigned version, bool keep_alive) {
         res_ = {};
-        res_.version(req.version());
+        res_.version(version);
         res_.result(static_cast<http::status>(out.status));
         res_.set(http::field::server, "sluice");
         res_.set(http::field::content_type, out.content_type);
@@ -74,7 +96,7 @@ private:
         if (!out.www_authenticate.empty()) {
             res_.set(http::field::www_authenticate, out.www_authenticate);
         }
-        res_.keep_alive(req.keep_alive());
+        res_.keep_alive(keep_alive);
         res_.body() = std::move(out.body);
         res_.prepare_payload();
         http::async_write(

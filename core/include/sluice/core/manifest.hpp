@@ -36,7 +36,8 @@ HostConfig load_host_config(const std::filesystem::path& file, Diagnostics& diag
                             const EnvLookup& env);
 
 struct StageSpec {
-    const PluginInfo* plugin = nullptr;
+    /// Shared: a route keeps its plugin's descriptor when a reload rebuilds the registry.
+    std::shared_ptr<const PluginInfo> plugin;
     std::unique_ptr<StageConfig> config;
     std::string label;  // "source mqtt-source", "transforms[0] json-transform"
 };
@@ -58,11 +59,20 @@ struct RouteSpec {
 std::vector<std::filesystem::path> manifest_files(const std::vector<std::filesystem::path>& paths,
                                                   Diagnostics& diag);
 
+/// A route (or a whole file) that did not validate, with its errors as `sluice check` prints
+/// them. A reload keeps the running version of what was rejected.
+struct Rejection {
+    std::string file;
+    std::string route;  // "": the whole file (unparseable, or a document without a valid name)
+    std::vector<std::string> errors;
+};
+
 /// Parses and validates all route manifests; returns only the valid routes, and reports every
-/// problem in `diag`.
+/// problem in `diag` (and, when `rejected` is given, what each problem rejects).
 std::vector<RouteSpec> load_routes(const std::vector<std::filesystem::path>& files,
                                    const PluginRegistry& registry, Diagnostics& diag,
-                                   const EnvLookup& env);
+                                   const EnvLookup& env,
+                                   std::vector<Rejection>* rejected = nullptr);
 
 /// What the routes' memory buffers may hold together: their max_bytes plus headroom.
 std::uint64_t memory_buffers_bytes(const std::vector<RouteSpec>& routes);

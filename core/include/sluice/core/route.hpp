@@ -94,6 +94,11 @@ struct RouteStatus {
     std::int64_t state_since_ms;  // wall clock of the last change of state
     std::string last_error;       // the last reason the route was degraded or failed
     std::int64_t last_error_ms;   // its wall clock time; 0: none yet
+    // The last reload (set by the supervisor): when, what it did to this route (unchanged,
+    // changed, added, rejected), and why it was rejected.
+    std::int64_t last_reload_ms = 0;
+    std::string last_reload_change;
+    std::vector<std::string> reload_errors;
 };
 
 class Route : private Executor::Task {

@@ -3,11 +3,14 @@
 // parallel, each draining).
 #pragma once
 
+#include <atomic>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
 
+#include "sluice/core/reload/reload_plan.hpp"
 #include "sluice/core/route.hpp"
 #include "sluice/core/runtime/executor.hpp"
 
@@ -41,12 +44,39 @@ public:
     std::shared_ptr<Tap> open_tap(const std::string& name);
     const Executor& executor() const { return executor_; }
 
+    /// The routes as a reload plan needs them.
+    std::vector<RunningRoute> running() const;
+    /// Carries out a plan: routes it adds start at once; routes it changes or removes are
+    /// asked to stop and drain, all together, and each changed one is replaced by its new
+    /// version the moment its old one has ended (so that a persistent MQTT session and a disk
+    /// spool pass from one to the other). Unchanged routes are not touched. Returns when every
+    /// old version has ended, or has been given up on past its drain deadline (then it is
+    /// kept aside and its replacement starts), or when `abandon` is set (the process stops).
+    void apply(ReloadPlan& plan, const std::atomic<bool>& abandon);
+    /// Records what a reload did to each route, for status().
+    void note_reload(const ReloadReport& report);
+    /// What routes that a reload stopped or replaced did not deliver.
+    std::uint64_t retired_undelivered() const { return retired_undelivered_.load(); }
+
 private:
+    struct ReloadNote {
+        std::int64_t at_ms = 0;
+        std::string change;
+        std::vector<std::string> errors;
+        std::string file;
+    };
+    std::unique_ptr<Route> make_route(RouteSpec spec);
+    void retire(std::unique_ptr<Route> route);
+
     Executor executor_;  // first: outlives the routes that run on it
     std::filesystem::path state_dir_;
     std::uint64_t memory_budget_ = 0;
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Route>> routes_;
+    // Old versions that did not end in time during a reload: stopped with the others at exit.
+    std::vector<std::unique_ptr<Route>> given_up_;
+    std::map<std::string, ReloadNote> reload_notes_;  // guarded by mu_
+    std::atomic<std::uint64_t> retired_undelivered_{0};
 };
 
 }  // namespace sluice

@@ -10,6 +10,9 @@
 //   GET /                 the status page (self-contained HTML: table, live chart, tap)
 //   GET /api/events       server-sent events: every route's figures once a second
 //   GET /api/tap/NAME     server-sent events: messages as they leave the route's transforms
+//   POST /api/reload      reload the routes; answers with the report when done (JSON; 200
+//                         when it applied, 409 when something was rejected)
+//   GET /api/reload       the last reload's report (404 before the first)
 //
 // With a token set, everything but /healthz, /readyz and the page itself needs
 // "Authorization: Bearer <token>", or ?token=<token> for the event streams (EventSource cannot
@@ -18,11 +21,13 @@
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <string>
 #include <vector>
 
 #include "sluice/core/admin/http_server.hpp"
 #include "sluice/core/plugin_metric.hpp"
+#include "sluice/core/reload/reload_plan.hpp"
 #include "sluice/core/route.hpp"
 #include "sluice/core/tap.hpp"
 
@@ -49,12 +54,25 @@ public:
     AdminApi(StatusFn status, TapFn open_tap, std::string token,
              PluginMetricsFn plugin_metrics = nullptr, RouteMetricsFn route_metrics = nullptr);
 
+    struct ReloadAnswer {
+        bool applied = false;
+        std::string json;  // the report
+    };
+    /// Asks for a reload; the answer once it is done (a reload already under way is not
+    /// what the caller asked for: the next one is).
+    using ReloadFn = std::function<std::shared_future<ReloadAnswer>()>;
+    using LastReloadFn = std::function<std::string()>;  // the last report, "" before the first
+    using ReloadStatsFn = std::function<ReloadStats()>;
+    /// Enables /api/reload and the reload metrics. Before the server starts.
+    void set_reload(ReloadFn start, LastReloadFn last, ReloadStatsFn stats);
+
     Response handle(const Request& request) const;
 
     /// The Prometheus text for these routes and process figures (tests call it directly).
     static std::string metrics_text(const std::vector<RouteStatus>& routes,
                                     const ProcessInfo& process, double uptime_s,
-                                    const std::vector<PluginMetric>& plugin_metrics = {});
+                                    const std::vector<PluginMetric>& plugin_metrics = {},
+                                    const ReloadStats* reload = nullptr);
     static std::string route_json(const RouteStatus& route,
                                   const std::vector<PluginMetric>& plugin_metrics = {});
 
@@ -65,6 +83,9 @@ private:
     TapFn open_tap_;
     PluginMetricsFn plugin_metrics_;
     RouteMetricsFn route_metrics_;
+    ReloadFn reload_;
+    LastReloadFn last_reload_;
+    ReloadStatsFn reload_stats_;
     std::string token_;
     std::chrono::steady_clock::time_point started_;
 };

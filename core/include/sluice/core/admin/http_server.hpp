@@ -29,12 +29,25 @@ public:
     virtual std::chrono::milliseconds interval() const { return std::chrono::milliseconds(1000); }
 };
 
+struct Response;
+
+/// An answer that takes a while (a reload): the server asks ready() every few milliseconds,
+/// serving other clients meanwhile, and sends take() once it is.
+class PendingResponse {
+public:
+    virtual ~PendingResponse() = default;
+    /// On the server's thread; must not block.
+    virtual bool ready() = 0;
+    virtual Response take() = 0;
+};
+
 struct Response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
-    std::string www_authenticate;         // set with 401
-    std::shared_ptr<EventStream> events;  // set: the answer is this stream, not `body`
+    std::string www_authenticate;              // set with 401
+    std::shared_ptr<EventStream> events;       // set: the answer is this stream, not `body`
+    std::shared_ptr<PendingResponse> pending;  // set: the answer comes later, from it
 };
 
 using Handler = std::function<Response(const Request&)>;
