@@ -47,7 +47,8 @@ demo-device: build
 # Benchmarks (figures, not tests; about 10 minutes): json-transform on one core; MQTT -> Kafka
 # backlog drain for the ceiling (a plain C subscriber), Sluice with 1 and 6 routes and the
 # Python peer (one process, and one per topic); then publish-to-Kafka latency at 5,000 msg/s,
-# Sluice against the Python bridge. JSON in build/release/bench-*.json. See docs/benchmarks.md.
+# Sluice against the Python bridge; then the hot reload's gap and apply time. JSON in
+# build/release/bench-*.json. See docs/benchmarks.md.
 bench: build-release
 	build/release/tools/bench/sluice-bench-json-transform
 	/usr/bin/python3 tools/bench/e2e_bench.py --build build/release --repeat 3 \
@@ -55,6 +56,8 @@ bench: build-release
 	  --json build/release/bench-drain.json
 	/usr/bin/python3 tools/bench/latency_bench.py --build build/release --repeat 3 \
 	  --json build/release/bench-latency.json
+	/usr/bin/python3 tools/bench/reload_bench.py --build build/release --repeat 20 \
+	  --json build/release/bench-reload.json
 
 # Scale benchmark (figures, not a test; minutes, and thousands of connections): a few, 1,000 idle
 # and 10,000 busy routes in one process; subscription time, RSS, threads, idle CPU, bytes per

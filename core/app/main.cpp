@@ -39,6 +39,7 @@ Options (run, check, plugins):
   --log-level LEVEL    trace, debug, info, warn, error (default: config, else info)
   --log-format FORMAT  text or json
   --state-dir DIR      durable state (disk spools); replaces the config's `state_dir`
+  --admin HOST:PORT    reload: the daemon's admin endpoint (default: the config's admin.listen)
   -h, --help           this help
 
 Without a config, plugins are searched in $SLUICE_PLUGIN_PATH (colon-separated), then

@@ -6,6 +6,7 @@ trigger (inotify, SIGHUP, `sluice reload`, POST /api/reload); 50 reloads leak no
 plugin library updated on disk while traffic flows."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -165,15 +166,28 @@ def test_reload_changes_only_what_changed_and_loses_nothing(tmp_path, mosquitto,
     manifest(routes, "d", route("d", url, ["rl/d"], bootstrap, "t.d"))
     files["e"].unlink()
     replace(files["c"], route("c", url, ["rl/c"], bootstrap, "t.c", extra="batch_sizee: 3\n"))
-    report = wait_for(lambda: last_reload(port), 15, "the reload triggered by the file changes")
+    # Usually one reload; on a loaded machine the burst may be split in two. Either way, the
+    # routes end up as the files say, and each route's change is logged once.
+    def settled():
+        listed = routes_by_name(port)
+        return (sorted(listed) == ["a", "b", "c", "d"] and
+                (listed["c"]["last_reload"] or {}).get("change") == "rejected" and
+                (listed["b"]["last_reload"] or {}).get("change") == "changed")
+    wait_for(settled, 15, "the reload triggered by the file changes")
+    report = last_reload(port)
     assert report["trigger"] == "file change", report
     assert report["result"] == "partial", report
-    assert changes(report) == {"a": "unchanged", "b": "changed", "c": "rejected", "d": "added",
-                               "e": "removed"}, report
     rejected = [r for r in report["routes"] if r["route"] == "c"][0]
-    assert rejected["kept_running"] is True
+    assert rejected["change"] == "rejected" and rejected["kept_running"] is True, report
     assert any("batch_sizee" in e and "c.yaml" in e for e in rejected["errors"]), rejected
-    print(f"reload applied in {report['duration_ms']} ms")
+    log = sluice.log_text()
+    for name, change in (("b", "changed"), ("d", "added"), ("e", "removed")):
+        assert log.count(f"[route {name}] reload: {change} (") == 1, (name, log[-4000:])
+    assert log.count("[route c] reload: change rejected, the running version keeps running") >= 1
+    assert "[route a] reload:" not in log
+    if changes(report) == {"a": "unchanged", "b": "changed", "c": "rejected", "d": "added",
+                           "e": "removed"}:
+        print(f"reload applied in {report['duration_ms']} ms")
 
     listed = routes_by_name(port)
     assert sorted(listed) == ["a", "b", "c", "d"]
@@ -209,7 +223,8 @@ def test_reload_changes_only_what_changed_and_loses_nothing(tmp_path, mosquitto,
     # Put c back as it was: unchanged, not restarted. SIGHUP is a trigger too.
     replace(files["c"], route("c", url, ["rl/c"], bootstrap, "t.c"))
     sluice.proc.send_signal(signal.SIGHUP)
-    sluice.wait_log(lambda t: "reload (SIGHUP" in t, 15, "the SIGHUP reload")
+    sluice.wait_log(lambda t: re.search(r"reload \([^)]*SIGHUP[^)]*\) applied", t), 15,
+                    "the SIGHUP reload")
     result = subprocess.run([SLUICE, "reload", "-c", str(cfg)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result
@@ -253,7 +268,11 @@ def test_fifty_reloads_leak_nothing(tmp_path, mosquitto, kafka):
     flip = manifest(routes, "flip", route("flip", url, ["lk/flip"], bootstrap, "t.flip0"))
     port = free_port()
     cfg = config(tmp_path, port)
-    sluice = SluiceProcess(tmp_path, routes, None, extra_args=["-c", str(cfg)])
+    env = {}
+    if "ASAN_OPTIONS" in os.environ:
+        # Freed memory would sit in ASan's quarantine and look like a leak in the RSS.
+        env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":quarantine_size_mb=0"
+    sluice = SluiceProcess(tmp_path, routes, None, env=env, extra_args=["-c", str(cfg)])
     sluice.start()
     sluice.wait_log(lambda t: t.count("; receiving") >= 2, 30, "2 routes to subscribe")
     traffic = Traffic(mosquitto, ["lk/steady", "lk/flip"], rate=50)
