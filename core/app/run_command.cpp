@@ -111,6 +111,16 @@ public:
         return answer;
     }
 
+    /// Reloads run from now on (requests before wait): not while the routes of the start are
+    /// still being started, or a reload would plan against half of them.
+    void open() {
+        {
+            std::lock_guard lock(mu_);
+            open_ = true;
+        }
+        cv_.notify_one();
+    }
+
     /// The process is stopping: a reload under way stops waiting for old versions.
     void stop() {
         {
@@ -134,7 +144,7 @@ private:
     void loop() {
         std::unique_lock lock(mu_);
         while (true) {
-            cv_.wait(lock, [&] { return stopping_ || !waiting_.empty(); });
+            cv_.wait(lock, [&] { return stopping_ || (open_ && !waiting_.empty()); });
             if (stopping_) {
                 answer_all(stopping_answer());
                 return;
@@ -158,6 +168,7 @@ private:
     std::vector<std::promise<Answer>> waiting_;  // guarded by mu_
     std::string trigger_;                        // guarded by mu_
     bool stopping_ = false;                      // guarded by mu_
+    bool open_ = false;                          // guarded by mu_
     std::atomic<bool> abandon_{false};
     std::thread thread_;  // last: starts when the rest is ready
 };
@@ -285,6 +296,7 @@ int cmd_run(const Options& o) {
                           (admin_token.empty() ? " (no token)" : " (bearer token required)"));
     }
     for (auto& r : loaded->routes) supervisor.start(std::move(r));
+    reload_worker.open();
     auto drain_all = [&] {
         // Draining can take a while; a second SIGINT/SIGTERM meanwhile means "now". A route
         // whose plugin call never returns cannot be joined: a moment past the longest drain

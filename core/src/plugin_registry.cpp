@@ -41,9 +41,13 @@ std::string missing_callback(const sluice_plugin_descriptor& d) {
 
 // Libraries loaded so far, shared by every registry of the process (see the header). Never
 // destroyed: the last PluginLibrary may go during exit.
+// Libraries are held here for good: they are never unloaded anyway, and a library that no
+// route uses any more must not be copied and opened again at every reload.
 struct LibraryCache {
+    using Key = std::pair<fs::path, std::string>;  // path, identity
     std::mutex mu;
-    std::map<std::pair<fs::path, std::string>, std::weak_ptr<PluginLibrary>> loaded;
+    std::map<Key, std::shared_ptr<PluginLibrary>> loaded;
+    std::map<Key, std::string> refused;            // why a file could not be used
     std::map<fs::path, std::string> first_opened;  // identity first loaded under each path
 };
 
@@ -97,6 +101,10 @@ int copy_to_memfd(const fs::path& path, std::string& error) {
     return fd;
 }
 
+std::shared_ptr<PluginLibrary> load_library(const fs::path& path, const std::string& id,
+                                            const std::string& identity, LibraryCache& cache,
+                                            std::string& error, bool& opened);
+
 // The library at `path`, loaded once per file identity; nullptr with `error` when it cannot
 // be loaded or is not a plugin library this host can use.
 std::shared_ptr<PluginLibrary> open_library(const fs::path& path, const std::string& id,
@@ -109,8 +117,29 @@ std::shared_ptr<PluginLibrary> open_library(const fs::path& path, const std::str
     }
     auto& cache = library_cache();
     std::lock_guard lock(cache.mu);
-    if (auto lib = cache.loaded[{path, identity}].lock()) return lib;
+    const LibraryCache::Key key{path, identity};
+    if (const auto it = cache.loaded.find(key); it != cache.loaded.end()) return it->second;
+    if (const auto it = cache.refused.find(key); it != cache.refused.end()) {
+        error = it->second;
+        return nullptr;
+    }
+    bool opened = false;
+    auto lib = load_library(path, id, identity, cache, error, opened);
+    if (lib) {
+        cache.loaded.emplace(key, lib);
+    } else if (opened) {
+        // Loaded and found unusable: opening it again would only run its initializers again.
+        // (One that could not be opened is tried again: a missing dependency may be installed.)
+        cache.refused.emplace(key, error);
+    }
+    return lib;
+}
 
+// open_library() without the cache lookup; with cache.mu held.
+std::shared_ptr<PluginLibrary> load_library(const fs::path& path, const std::string& id,
+                                            const std::string& identity, LibraryCache& cache,
+                                            std::string& error, bool& opened) {
+    std::string why;
     auto lib = std::make_shared<PluginLibrary>();
     lib->path = path;
     lib->identity = identity;
@@ -136,6 +165,7 @@ std::shared_ptr<PluginLibrary> open_library(const fs::path& path, const std::str
         return nullptr;
     }
     // Loaded under this name from now on, whatever the checks below say.
+    opened = true;
     if (first == cache.first_opened.end()) cache.first_opened.emplace(path, identity);
     if (!lib->handle->has(SLUICE_MODULE_ENTRY_SYMBOL)) {
         error = path.string() + ": not a Sluice plugin: entry symbol '" +
@@ -165,7 +195,6 @@ std::shared_ptr<PluginLibrary> open_library(const fs::path& path, const std::str
                 abi_string(SLUICE_ABI_MAJOR, SLUICE_ABI_MINOR);
         return nullptr;
     }
-    cache.loaded[{path, identity}] = lib;
     return lib;
 }
 

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <system_error>
 
+#include "sluice/core/plugin_registry.hpp"
+
 namespace sluice {
 
 namespace fs = std::filesystem;
@@ -366,18 +368,6 @@ std::string fill(std::string_view text, const std::string& id, const std::string
     return out;
 }
 
-const char* kind_text(sluice_kind kind) {
-    switch (kind) {
-        case SLUICE_KIND_SOURCE:
-            return "source";
-        case SLUICE_KIND_TRANSFORM:
-            return "transform";
-        case SLUICE_KIND_SINK:
-            return "sink";
-    }
-    return "sink";
-}
-
 }  // namespace
 
 std::string check_plugin_id(std::string_view id) {
@@ -431,7 +421,7 @@ std::vector<fs::path> scaffold_plugin(const std::string& id, sluice_kind kind,
                             " already exists: not overwriting it; choose another --dir");
     }
     const std::string cls = class_name_for(id);
-    const std::string kind_name = kind_text(kind);
+    const std::string kind_name = sluice::kind_name(kind);
     std::string_view source = kSink;
     std::string_view test = kSinkTest;
     if (kind == SLUICE_KIND_SOURCE) {

@@ -54,6 +54,7 @@ void Supervisor::stop_all() {
 }
 
 bool Supervisor::all_done() const {
+    if (applying_) return false;
     std::lock_guard lock(mu_);
     for (const auto& r : routes_) {
         if (!r->done()) return false;
@@ -95,6 +96,13 @@ std::vector<RunningRoute> Supervisor::running() const {
     return out;
 }
 
+std::uint64_t Supervisor::retired_undelivered() const {
+    std::lock_guard lock(mu_);
+    std::uint64_t n = retired_undelivered_.load();
+    for (const auto& r : given_up_) n += r->status().undelivered;
+    return n;
+}
+
 void Supervisor::retire(std::unique_ptr<Route> route) {
     route->join();
     retired_undelivered_ += route->status().undelivered;
@@ -103,6 +111,12 @@ void Supervisor::retire(std::unique_ptr<Route> route) {
 
 void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
     using clock = std::chrono::steady_clock;
+    // Old versions that have ended are not "every route's input has ended" (all_done()).
+    applying_ = true;
+    struct Clear {
+        std::atomic<bool>& flag;
+        ~Clear() { flag = false; }
+    } clear{applying_};
     struct Leaving {
         Route* old;
         std::optional<RouteSpec> next;  // changed: its new version
@@ -150,17 +164,12 @@ void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
                 continue;
             }
             std::unique_ptr<Route> old;
-            std::unique_ptr<Route> next = it->next ? make_route(std::move(*it->next)) : nullptr;
             {
                 std::lock_guard lock(mu_);
                 const auto at = std::find_if(routes_.begin(), routes_.end(),
                                              [&](const auto& r) { return r.get() == it->old; });
                 old = std::move(*at);
-                if (next) {
-                    *at = std::move(next);
-                } else {
-                    routes_.erase(at);
-                }
+                routes_.erase(at);
                 if (overdue) {
                     log::error("route " + old->name(),
                                "the old version did not stop within its drain deadline during "
@@ -168,7 +177,10 @@ void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
                     given_up_.push_back(std::move(old));
                 }
             }
+            // Destroyed before its successor starts: what the old version holds open (a disk
+            // spool's lock) is free for the new one.
             if (old) retire(std::move(old));
+            if (it->next) start(std::move(*it->next));
             it = leaving.erase(it);
         }
         interrupt_overdue();

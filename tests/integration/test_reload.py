@@ -148,12 +148,14 @@ def test_reload_changes_only_what_changed_and_loses_nothing(tmp_path, mosquitto,
     routes = tmp_path / "routes"
     routes.mkdir()
     files = {}
+    # b, the route that changes, has a disk spool: the new version takes it over.
+    disk = "buffer: { type: disk }\n"
     for name in ("a", "b", "c", "e"):
         files[name] = manifest(routes, name, route(name, url, [f"rl/{name}"], bootstrap,
-                                                   f"t.{name}"))
+                                                   f"t.{name}", extra=disk if name == "b" else ""))
     port = free_port()
     cfg = config(tmp_path, port)
-    sluice = SluiceProcess(tmp_path, routes, None, extra_args=["-c", str(cfg)])
+    sluice = SluiceProcess(tmp_path, routes, tmp_path / "state", extra_args=["-c", str(cfg)])
     sluice.start()
     sluice.wait_log(lambda t: t.count("; receiving") >= 4, 30, "4 routes to subscribe")
 
@@ -162,7 +164,7 @@ def test_reload_changes_only_what_changed_and_loses_nothing(tmp_path, mosquitto,
     reload_at = time.time() * 1000
     # One burst of edits, seen by inotify: b changes its Kafka topic, d is added, e removed,
     # c gets an option that does not exist.
-    replace(files["b"], route("b", url, ["rl/b"], bootstrap, "t.b2"))
+    replace(files["b"], route("b", url, ["rl/b"], bootstrap, "t.b2", extra=disk))
     manifest(routes, "d", route("d", url, ["rl/d"], bootstrap, "t.d"))
     files["e"].unlink()
     replace(files["c"], route("c", url, ["rl/c"], bootstrap, "t.c", extra="batch_sizee: 3\n"))
@@ -194,6 +196,8 @@ def test_reload_changes_only_what_changed_and_loses_nothing(tmp_path, mosquitto,
     assert listed["c"]["last_reload"]["change"] == "rejected"
     assert any("batch_sizee" in e for e in listed["c"]["last_reload"]["errors"])
     assert listed["b"]["last_reload"]["change"] == "changed"
+    assert listed["b"]["buffer"]["durable"] is True
+    assert listed["b"]["counters"]["restarts"] == 0, listed["b"]  # the spool was free at once
     assert listed["a"]["last_reload"]["change"] == "unchanged"
     assert listed["d"]["file"].endswith("d.yaml")
     status, metrics = http(port, "GET", "/metrics")

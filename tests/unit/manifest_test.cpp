@@ -4,20 +4,13 @@
 #include <fstream>
 
 #include "sluice/core/manifest.hpp"
+#include "test_plugins.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-const sluice::PluginRegistry& registry() {
-    static const sluice::PluginRegistry r = [] {
-        sluice::PluginRegistry reg;
-        const auto errors = reg.load_directories({SLUICE_TEST_PLUGIN_DIR});
-        if (!errors.empty()) throw std::runtime_error(errors.front());
-        return reg;
-    }();
-    return r;
-}
+const sluice::PluginRegistry& registry() { return sluice::test::shipped_plugins(); }
 
 sluice::EnvLookup env() {
     return [](const std::string& name) -> std::optional<std::string> {

@@ -9,21 +9,14 @@
 #include <map>
 
 #include "sluice/core/manifest.hpp"
+#include "test_plugins.hpp"
 
 namespace fs = std::filesystem;
 using sluice::RouteChange;
 
 namespace {
 
-const sluice::PluginRegistry& registry() {
-    static const sluice::PluginRegistry r = [] {
-        sluice::PluginRegistry reg;
-        const auto errors = reg.load_directories({SLUICE_TEST_PLUGIN_DIR});
-        if (!errors.empty()) throw std::runtime_error(errors.front());
-        return reg;
-    }();
-    return r;
-}
+const sluice::PluginRegistry& registry() { return sluice::test::shipped_plugins(); }
 
 std::string route(const std::string& name, const std::string& path = "/tmp/out.jsonl") {
     return "route: " + name +

@@ -73,6 +73,7 @@ def main():
                 before = tr.routes_by_name(port)["flip"]["config_hash"]
                 text = harness.route("flip", url, ["rb/flip"], bootstrap, f"b.flip{i % 2}")
                 t0 = time.monotonic()
+                written_ms = int(time.time() * 1000)
                 tr.replace(flip, text)
 
                 def switched():
@@ -83,7 +84,11 @@ def main():
                         raise RuntimeError(f"reload {i} did not take effect in 10 s")
                     time.sleep(0.002)
                 applies.append((time.monotonic() - t0) * 1000)
-                internal.append(tr.last_reload(port)["duration_ms"])
+                # The report is stored a moment after the route switched.
+                report = harness.wait_for(
+                    lambda: (lambda r: r if r and r["started_ms"] >= written_ms else None)(
+                        tr.last_reload(port)), 10, "the reload's report")
+                internal.append(report["duration_ms"])
                 time.sleep(0.5)
             sent = traffic.stop()
             traffic = None

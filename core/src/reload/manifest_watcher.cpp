@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "sluice/core/log.hpp"
+
 namespace sluice {
 
 namespace fs = std::filesystem;
@@ -19,6 +21,8 @@ constexpr std::uint32_t kDirEvents = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FRO
                                      IN_ONLYDIR;
 
 bool is_manifest_name(const std::string& name) {
+    // "..data": the symlink a Kubernetes ConfigMap volume swaps to update every file at once.
+    if (name == "..data") return true;
     const auto ext = fs::path(name).extension();
     return !name.starts_with(".") && (ext == ".yaml" || ext == ".yml");
 }
@@ -38,11 +42,22 @@ ManifestWatcher::~ManifestWatcher() {
 }
 
 void ManifestWatcher::watch(const std::vector<fs::path>& paths) {
-    for (const auto& [wd, interest] : watches_) ::inotify_rm_watch(fd_, wd);
+    // Watches are renewed only when something may have moved: renewing drops the events
+    // queued on the old ones.
+    if (paths == paths_ && !stale_) return;
+    paths_ = paths;
+    stale_ = false;
+    for (const auto& entry : watches_) ::inotify_rm_watch(fd_, entry.first);
     watches_.clear();
     const auto add = [&](const fs::path& dir) -> Interest* {
         const int wd = ::inotify_add_watch(fd_, dir.c_str(), kDirEvents);
-        if (wd < 0) return nullptr;
+        if (wd < 0) {
+            log::warn("", "cannot watch " + dir.string() +
+                              " for manifest changes: " + std::strerror(errno) +
+                              (errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : "") +
+                              "; reload with SIGHUP or `sluice reload`");
+            return nullptr;
+        }
         return &watches_[wd];  // the same directory twice is one watch
     };
     for (const auto& given : paths) {
@@ -81,8 +96,17 @@ bool ManifestWatcher::read_events() {
             if (it == watches_.end()) continue;
             const std::string name = e->len > 0 ? std::string(e->name) : std::string();
             const auto& interest = it->second;
+            if ((e->mask & IN_ISDIR) != 0 && std::find(interest.names.begin(), interest.names.end(),
+                                                       name) != interest.names.end()) {
+                stale_ = true;  // a watched directory was created, replaced or removed
+            }
             if ((e->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) != 0) {
                 relevant = true;  // a watched directory went: the next watch() looks again
+                stale_ = true;
+            } else if ((e->mask & IN_CREATE) != 0 && (e->mask & IN_ISDIR) == 0 &&
+                       name != "..data") {
+                // A file just created is being written: its IN_CLOSE_WRITE says when it is done.
+                continue;
             } else if (interest.whole_dir && is_manifest_name(name)) {
                 relevant = true;
             } else if (std::find(interest.names.begin(), interest.names.end(), name) !=

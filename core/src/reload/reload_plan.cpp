@@ -94,11 +94,15 @@ ReloadPlan plan_reload(const std::vector<RunningRoute>& running, std::vector<Rou
     }
     std::stable_sort(plan.routes.begin(), plan.routes.end(),
                      [](const RoutePlan& a, const RoutePlan& b) { return a.name < b.name; });
-    for (const auto& [file, errors] : file_errors) {
-        const bool covered = std::any_of(plan.routes.begin(), plan.routes.end(), [&](auto& p) {
-            return p.change == RouteChange::rejected && p.file == file && !p.errors.empty();
+    // A file's own errors are listed once: with the routes they kept, or on their own.
+    for (const auto& entry : file_errors) {
+        const std::string& file = entry.first;
+        const auto& errors = entry.second;
+        const bool shown = std::any_of(plan.routes.begin(), plan.routes.end(), [&](auto& p) {
+            return p.change == RouteChange::rejected && p.file == file && p.kept &&
+                   p.errors == errors;
         });
-        if (!covered) plan.routes.push_back({"", RouteChange::rejected, file, errors, false});
+        if (!shown) plan.routes.push_back({"", RouteChange::rejected, file, errors, false});
     }
     return plan;
 }

@@ -19,6 +19,34 @@ ReloadReport Reloader::reload(const std::string& trigger, const std::atomic<bool
     ReloadReport report;
     report.trigger = trigger;
     report.started_ms = wall_ms();
+    // Nothing in a reload may end the process: a file system or allocation error refuses it.
+    try {
+        apply(report, abandon);
+    } catch (const std::exception& e) {
+        report.routes.clear();
+        report.errors.push_back(std::string("internal error, nothing more was changed: ") +
+                                e.what());
+    }
+    report.duration_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
+    if (report.errors.empty()) supervisor_.note_reload(report);
+    {
+        std::lock_guard lock(mu_);
+        const std::string result = report.result();
+        ++(result == "applied"   ? stats_.applied
+           : result == "partial" ? stats_.partial
+                                 : stats_.rejected);
+        stats_.last_ms = report.started_ms;
+        stats_.last_duration_ms = report.duration_ms;
+        stats_.last_result = result;
+        last_json_ = report.to_json();
+    }
+    log_report(report);
+    return report;
+}
+
+void Reloader::apply(ReloadReport& report, const std::atomic<bool>& abandon) {
     LoadedSet loaded = load_();
     report.errors = std::move(loaded.errors);
     report.warnings = std::move(loaded.warnings);
@@ -39,10 +67,17 @@ ReloadReport Reloader::reload(const std::string& trigger, const std::atomic<bool
             if (stays) total += r.memory_buffer_bytes;
         }
         if (total > loaded.host.memory_limit) {
+            std::string routes;
+            for (const auto& r : plan.start) {
+                if (r.options.buffer.type != BufferOptions::Type::memory) continue;
+                routes += (routes.empty() ? "" : ", ") + r.name + " (" + r.where.file + ", " +
+                          std::to_string(r.options.buffer.max_bytes) + ")";
+            }
             report.errors.push_back(
                 "the memory buffers of the routes would hold " + std::to_string(total) +
                 " bytes together, over memory_limit " + std::to_string(loaded.host.memory_limit) +
-                ": lower buffer.max_bytes of the new routes, or use buffer: { type: disk }");
+                "; new or changed routes with memory buffers: " + routes +
+                ". Lower their buffer.max_bytes, or use buffer: { type: disk }");
         }
         if (report.errors.empty() && prepare_) {
             if (auto why = prepare_(plan); !why.empty()) report.errors.push_back(std::move(why));
@@ -55,23 +90,6 @@ ReloadReport Reloader::reload(const std::string& trigger, const std::atomic<bool
         running_.plugin_dirs = loaded.host.plugin_dirs;
         running_.route_paths = loaded.host.route_paths;
     }
-    report.duration_ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
-            .count());
-    if (report.errors.empty()) supervisor_.note_reload(report);
-    {
-        std::lock_guard lock(mu_);
-        const std::string result = report.result();
-        ++(result == "applied"   ? stats_.applied
-           : result == "partial" ? stats_.partial
-                                 : stats_.rejected);
-        stats_.last_ms = report.started_ms;
-        stats_.last_duration_ms = report.duration_ms;
-        stats_.last_result = result;
-        last_json_ = report.to_json();
-    }
-    log_report(report);
-    return report;
 }
 
 void Reloader::log_report(const ReloadReport& report) const {

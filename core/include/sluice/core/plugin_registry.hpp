@@ -5,7 +5,8 @@
 // A registry is rebuilt at every reload; libraries are shared between registries by the file
 // they were loaded from (path and identity: device, inode, size, modification time), so an
 // unchanged library is the same PluginLibrary in both, and a library replaced on disk is
-// loaded beside the one that running instances still use.
+// loaded beside the one that running instances still use. Each file is loaded once per
+// process, and a file found unusable is not loaded again.
 #pragma once
 
 #include <filesystem>
@@ -22,7 +23,8 @@ class shared_library;
 
 namespace sluice {
 
-/// A loaded library. Instances hold a shared_ptr to it, so it outlives them.
+/// A loaded library. Instances hold a shared_ptr to it, so it outlives them (and the library
+/// cache holds one too: libraries are never unloaded).
 struct PluginLibrary {
     std::filesystem::path path;
     /// "dev:inode:size:mtime_ns" of the file when it was loaded: a new file at the same path

@@ -33,7 +33,8 @@ public:
     void interrupt_overdue();
     /// Asks every route to stop and drain, then waits for all of them.
     void stop_all();
-    /// True when every route has ended on its own (finite inputs fully delivered).
+    /// True when every route has ended on its own (finite inputs fully delivered); never while
+    /// a reload is being applied.
     bool all_done() const;
     std::vector<RouteStatus> status() const;
     /// Every route's plugin metrics (ABI 1.4), for /metrics; or one route's. Plugins must not
@@ -55,8 +56,9 @@ public:
     void apply(ReloadPlan& plan, const std::atomic<bool>& abandon);
     /// Records what a reload did to each route, for status().
     void note_reload(const ReloadReport& report);
-    /// What routes that a reload stopped or replaced did not deliver.
-    std::uint64_t retired_undelivered() const { return retired_undelivered_.load(); }
+    /// What routes that a reload stopped or replaced did not deliver (with the old versions
+    /// that were given up on, once they have stopped).
+    std::uint64_t retired_undelivered() const;
 
 private:
     struct ReloadNote {
@@ -77,6 +79,7 @@ private:
     std::vector<std::unique_ptr<Route>> given_up_;
     std::map<std::string, ReloadNote> reload_notes_;  // guarded by mu_
     std::atomic<std::uint64_t> retired_undelivered_{0};
+    std::atomic<bool> applying_{false};
 };
 
 }  // namespace sluice

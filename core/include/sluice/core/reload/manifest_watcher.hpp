@@ -36,6 +36,8 @@ private:
     };
     int fd_ = -1;
     std::map<int, Interest> watches_;
+    std::vector<std::filesystem::path> paths_;
+    bool stale_ = false;  // a watched directory moved: watch() renews even for the same paths
 };
 
 }  // namespace sluice

@@ -47,6 +47,7 @@ public:
     std::vector<std::filesystem::path> watched_paths() const;
 
 private:
+    void apply(ReloadReport& report, const std::atomic<bool>& abandon);
     void log_report(const ReloadReport& report) const;
 
     Supervisor& supervisor_;
