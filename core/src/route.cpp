@@ -127,10 +127,11 @@ void Route::wait_input() {
     if (buffer_->unread() > 0 && idle_.exchange(false)) again();
 }
 
-void Route::request_stop() {
+void Route::request_stop(Leftovers leftovers) {
     {
         std::lock_guard lock(wait_mu_);
         if (stop_requested_) return;
+        hand_over_ = leftovers == Leftovers::hand_over;
         drain_deadline_ = Clock::now() + milliseconds(spec_.options.drain_timeout_ms);
         stop_requested_ = true;
     }
@@ -185,6 +186,7 @@ RouteStatus Route::status() const {
     s.buffered = buffer_ ? buffer_->messages() : 0;
     s.buffered_bytes = buffer_ ? buffer_->bytes() : 0;
     s.undelivered = c.undelivered.load();
+    s.taken_over = c.taken_over.load();
     s.durable = spec_.options.buffer.type == BufferOptions::Type::disk;
     s.stuck_in = call != nullptr ? *call : std::string();
     s.holds = c.holds.load();
@@ -583,6 +585,17 @@ void Route::slice() {
 void Route::slice_opening() {
     if (stopping()) {
         closed_ = true;
+        if (!taken_over_.empty()) {
+            if (hand_over_) {
+                leftovers_ = std::move(taken_over_);
+            } else {
+                counters_.undelivered.fetch_add(taken_over_.size());
+                log::error("route " + spec_.name,
+                           std::to_string(taken_over_.size()) +
+                               " messages taken over from its previous version are lost: the "
+                               "route stopped before its buffer could be opened");
+            }
+        }
         finish(RouteState::stopped, "stopped before its buffer could be opened");
         return;
     }
@@ -592,6 +605,7 @@ void Route::slice_opening() {
     }
     std::string error;
     if (open_buffer(error)) {
+        append_taken_over();
         phase_ = Phase::running;
         failures_ = 0;
         backoff_ms_ = spec_.options.restart_initial_ms;
@@ -707,9 +721,11 @@ void Route::slice_running() {
 
 void Route::begin_drain() {
     const std::string scope = "route " + spec_.name;
-    if (!downstream_up_ && !halted_ && !holds_nothing()) {
+    const bool handing_over = hand_over_ && !buffer_->durable();
+    if (!downstream_up_ && !halted_ && !handing_over && !holds_nothing()) {
         // Stopping while the sink side waits for its restart: one more try, so that what the
-        // route holds is delivered if the destination is back, rather than dropped.
+        // route holds is delivered if the destination is back, rather than dropped. (A route
+        // that hands what it holds to its new version lets that one try, with its new config.)
         std::string error;
         downstream_up_ = build_downstream(error);
         if (!downstream_up_) {
@@ -766,6 +782,13 @@ void Route::finish_drain() {
     }
     // What a sink settled while it stopped is not delivered: count it with the rest.
     absorb_completions();
+    if (hand_over_ && !durable) {
+        collect_leftovers();
+        if (!leftovers_.empty()) {
+            log::info(scope, std::to_string(leftovers_.size()) +
+                                 " undelivered messages are handed to the route's new version");
+        }
+    }
     // A disk spool keeps everything it has not confirmed (and replays a partly delivered
     // batch whole); what was not delivered is what was never read plus what is in flight.
     const std::uint64_t left = durable ? buffer_->messages() : held_in_memory();
@@ -779,7 +802,7 @@ void Route::finish_drain() {
                                : downstream_up_ ? "the drain deadline passed"
                                                 : "the route could not deliver") +
                               " (a disk buffer would have kept them)");
-        counters_.undelivered.store(left);
+        counters_.undelivered.fetch_add(left);
     }
     buffer_->flush();
     log::info(scope, std::string(finished_ ? "input finished" : "stopped") + ": " + summary());

@@ -301,6 +301,13 @@ Route::Step Route::step_pipelined() {
             return progressed ? Step::progressed : Step::empty;
         }
         if (const Step s = refuse_flagged(); s != Step::progressed) return s;
+        if (const std::size_t k = pass_transformed(); k > 0) {
+            // Handed over by the route's previous version: sent on their own, and confirmed
+            // before the rest of the batch, which goes through the transforms next.
+            pending_read_ += k;
+            batch_read_ -= k;
+            return submit_pending();
+        }
     }
     if (!ingress_.empty()) {
         if (const Step s = run_transforms(); s != Step::progressed) return s;

@@ -412,7 +412,8 @@ Route::Step Route::step_serial() {
             return Step::empty;
         }
         if (const Step s = refuse_flagged(); s != Step::progressed) return s;
-        if (ingress_.empty()) return Step::progressed;
+        pass_transformed();
+        if (ingress_.empty() && pending_.empty()) return Step::progressed;
     }
     Step s;
     if (pending_.empty()) {

@@ -17,14 +17,15 @@ Supervisor::~Supervisor() {
     given_up_.clear();
 }
 
-std::unique_ptr<Route> Supervisor::make_route(RouteSpec spec) {
+std::unique_ptr<Route> Supervisor::make_route(RouteSpec spec, MessageArena leftovers) {
     auto route = std::make_unique<Route>(std::move(spec), executor_, state_dir_, memory_budget_);
+    route->take_over(std::move(leftovers));
     route->start();
     return route;
 }
 
-void Supervisor::start(RouteSpec spec) {
-    auto route = make_route(std::move(spec));
+void Supervisor::start(RouteSpec spec, MessageArena leftovers) {
+    auto route = make_route(std::move(spec), std::move(leftovers));
     std::lock_guard lock(mu_);
     routes_.push_back(std::move(route));
 }
@@ -103,10 +104,12 @@ std::uint64_t Supervisor::retired_undelivered() const {
     return n;
 }
 
-void Supervisor::retire(std::unique_ptr<Route> route) {
+MessageArena Supervisor::retire(std::unique_ptr<Route> route) {
     route->join();
+    MessageArena leftovers = route->take_leftovers();
     retired_undelivered_ += route->status().undelivered;
     route.reset();  // outside mu_: destroying its instances may take a moment
+    return leftovers;
 }
 
 void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
@@ -142,7 +145,8 @@ void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
                     l.next = std::move(*n->second);
                 }
             }
-            (*it)->request_stop();
+            // A changed route's old version hands what it cannot deliver to the new one.
+            (*it)->request_stop(l.next ? Route::Leftovers::hand_over : Route::Leftovers::count);
             leaving.push_back(std::move(l));
         }
         for (const auto& p : plan.routes) {
@@ -179,8 +183,9 @@ void Supervisor::apply(ReloadPlan& plan, const std::atomic<bool>& abandon) {
             }
             // Destroyed before its successor starts: what the old version holds open (a disk
             // spool's lock) is free for the new one.
-            if (old) retire(std::move(old));
-            if (it->next) start(std::move(*it->next));
+            MessageArena leftovers;
+            if (old) leftovers = retire(std::move(old));
+            if (it->next) start(std::move(*it->next), std::move(leftovers));
             it = leaving.erase(it);
         }
         interrupt_overdue();

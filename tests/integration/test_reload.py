@@ -1,7 +1,8 @@
 """Hot reload with the real binary, mosquitto and the mock Kafka cluster, under continuous QoS 1
 traffic with sequenced payloads counted per message: an untouched route has no gap and no
 loss, a changed route loses nothing and switches, a removed route delivers what it had, an
-added one starts, an invalid change is rejected while the old version keeps flowing; every
+added one starts, an invalid change is rejected while the old version keeps flowing; what a
+memory buffer's old version could not deliver passes to the new one; every
 trigger (inotify, SIGHUP, `sluice reload`, POST /api/reload); 50 reloads leak nothing; a
 plugin library updated on disk while traffic flows."""
 import json
@@ -375,3 +376,48 @@ def test_plugin_library_update_while_traffic_flows(tmp_path, mosquitto, kafka):
     # Version 1 until the switch, version 2 after it (a redelivered message may overlap).
     assert tagged["1.0.0"] and tagged["2.0.0"], {k: len(v) for k, v in tagged.items()}
     assert max(tagged["1.0.0"]) <= min(tagged["2.0.0"]) + 5
+
+
+def test_memory_buffer_leftovers_pass_to_the_new_version(tmp_path, mosquitto, kafka):
+    # The usual reason to change a route: its sink cannot deliver (here: nothing listens at
+    # its broker address). Its memory buffer fills; the fix is reloaded; what the old version
+    # held (transformed batches in flight, the unread rest) reaches Kafka through the new one.
+    routes = tmp_path / "routes"
+    routes.mkdir()
+    url = mosquitto.url
+    dead = f"127.0.0.1:{free_port()}"
+    old_tag = "  - json-transform: { set: { via: old } }\n"
+    new_tag = "  - json-transform: { keep: [seq] }\n"
+    opts = "drain_timeout_ms: 1000\n"
+    h = manifest(routes, "h", route("h", url, ["ho/h"], dead, "t.h", transforms=old_tag,
+                                    extra=opts))
+    port = free_port()
+    cfg = config(tmp_path, port)
+    sluice = SluiceProcess(tmp_path, routes, None, extra_args=["-c", str(cfg)])
+    sluice.start()
+    sluice.wait_log(lambda t: "; receiving" in t, 30, "the route to subscribe")
+    traffic = Traffic(mosquitto, ["ho/h"])
+    wait_for(lambda: routes_by_name(port)["h"]["counters"]["received"] >= 100, 15,
+             "the route to take messages it cannot deliver")
+    # A second transform: what the old version transformed must not go through the new one.
+    replace(h, route("h", url, ["ho/h"], kafka.bootstrap, "t.h", transforms=new_tag,
+                     extra=opts))
+    status, body = http(port, "POST", "/api/reload")
+    assert status == 200, body
+    assert changes(json.loads(body)) == {"h": "changed"}, body
+    wait_for(lambda: routes_by_name(port)["h"]["counters"]["taken_over"] > 0, 15,
+             "the new version to take over what the old one held")
+    time.sleep(1.0)
+
+    sent = traffic.stop()
+    rc, _ = sluice.terminate(timeout=60)
+    log = sluice.log_text()
+    assert rc == 0, log[-6000:]
+    assert "undelivered messages are handed to the route's new version" in log
+    records = kafka.read("t.h", expect=sent["ho/h"])
+    assert set(seqs(records)) == set(range(sent["ho/h"]))
+    values = [json.loads(r.value) for r in records]
+    # Transformed by the old version, sent by the new one as they were; the rest transformed
+    # by the new one only.
+    assert any(v.get("via") == "old" for v in values), values[:5]
+    assert all(set(v) in ({"seq"}, {"seq", "via"}) for v in values)

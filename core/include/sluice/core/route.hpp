@@ -6,7 +6,8 @@
 // holds. The parts live in their own files: route.cpp (lifecycle: build, restart, stop and
 // drain, as a state machine), route_ingress.cpp (what the source hands over, flow control),
 // route_pipeline.cpp (transforms, delivery, retries, the error policy) and route_inflight.cpp
-// (pipelined delivery: batches in flight, completions, go-back-N retries).
+// (pipelined delivery: batches in flight, completions, go-back-N retries); route_handover.cpp
+// (what a memory buffer's old version passes to the new one at a reload).
 #pragma once
 
 #include <array>
@@ -38,6 +39,9 @@ enum class RouteState { starting, running, degraded, failed, stopped };
 /// sluice_message.flags bits the host keeps for itself inside a route (never seen by plugins):
 /// the message is over max_payload_bytes and goes to the error policy, not the pipeline.
 constexpr std::uint32_t kRouteFlagOversize = 0x80000000u;
+/// The message went through the transforms of the route's previous version, which handed it
+/// over at a reload: the new version sends it to its sink as it is.
+constexpr std::uint32_t kRouteFlagTransformed = 0x40000000u;
 constexpr std::uint32_t kRouteHostFlags = 0xff000000u;
 const char* route_state_name(RouteState s);
 
@@ -60,6 +64,7 @@ struct RouteCounters {
     std::atomic<std::uint64_t> retries{0};             // sink retries
     std::atomic<std::uint64_t> restarts{0};            // times the route was rebuilt after failing
     std::atomic<std::uint64_t> undelivered{0};         // held when the route stopped, not delivered
+    std::atomic<std::uint64_t> taken_over{0};          // given by the previous version at a reload
     std::atomic<std::uint64_t> resent{0};  // sent again by a go-back retry after Kafka confirmed
     std::atomic<std::uint64_t> bytes_received{0};   // payload bytes taken from the source
     std::atomic<std::uint64_t> bytes_delivered{0};  // payload bytes the sink confirmed
@@ -77,9 +82,10 @@ struct RouteStatus {
         dropped_oversize, dead_lettered, retries, restarts;
     std::uint64_t buffered, buffered_bytes;
     std::uint64_t undelivered;
-    bool durable;          // what is buffered survives a restart (disk spool)
-    std::string stuck_in;  // the plugin call in progress, when the worker is inside one
-    std::uint64_t holds;   // times the source was held back (buffer full)
+    std::uint64_t taken_over;  // from the route's previous version at a reload
+    bool durable;              // what is buffered survives a restart (disk spool)
+    std::string stuck_in;      // the plugin call in progress, when the worker is inside one
+    std::uint64_t holds;       // times the source was held back (buffer full)
     std::uint64_t dead_letter_failed;
     std::uint64_t in_flight;  // batches handed to a pipelined sink, not yet confirmed
     // Heap the route kept for reuse (empty arenas) when it last went idle: what a burst left.
@@ -118,9 +124,23 @@ public:
 
     /// Schedules the route: its first slices open the buffer and build the stages.
     void start();
+    /// What a stopping route does with what it could not deliver by its drain deadline.
+    /// A disk spool keeps it either way.
+    enum class Leftovers {
+        count,      // counted undelivered and logged (shutdown, a removed route)
+        hand_over,  // kept for the route's new version (a reload changed it): take_leftovers()
+    };
     /// Asks the route to stop: the source stops, what the route holds is delivered within
     /// `drain_timeout_ms`, then the stages stop. Returns at once; join() waits.
-    void request_stop();
+    void request_stop(Leftovers leftovers = Leftovers::count);
+    /// After join(), of a route stopped with Leftovers::hand_over and a memory buffer: what it
+    /// did not deliver, oldest first; what went through its transforms carries
+    /// kRouteFlagTransformed.
+    /// Until taken, they count as undelivered.
+    MessageArena take_leftovers();
+    /// Before start(): messages of the route's previous version (take_leftovers()), delivered
+    /// ahead of anything the source brings.
+    void take_over(MessageArena leftovers) { taken_over_ = std::move(leftovers); }
     /// Waits until the route has ended (see done()).
     void join();
     /// True once the worker has ended (stopped, or its finite input is fully delivered).
@@ -189,6 +209,10 @@ private:
     void wait_input();
     void schedule_restart();
     bool open_buffer(std::string& error);
+    // route_handover.cpp
+    void collect_leftovers();
+    void append_taken_over();
+    std::size_t pass_transformed();
     StageHost* make_host(const StageSpec& s);
     bool build_downstream(std::string& error);
     bool build_source(std::string& error);
@@ -308,6 +332,9 @@ private:
     std::atomic<bool> idle_{false};  // waiting for input: take() schedules the route
 
     std::atomic<bool> stop_requested_{false};
+    std::atomic<bool> hand_over_{false};  // set before stop_requested_
+    MessageArena leftovers_;              // for the new version, once done
+    MessageArena taken_over_;             // from the previous version, until the buffer opens
     std::atomic<bool> input_ended_{false};
     std::atomic<bool> done_{false};
     std::atomic<bool> source_failed_{false};  // a stage reported SLUICE_FATAL

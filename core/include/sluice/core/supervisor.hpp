@@ -26,7 +26,8 @@ public:
     /// What the process's memory budget leaves beyond the routes' buffers, told to every
     /// plugin instance of the routes started from now on (sluice_host_api).
     void set_memory_budget(std::uint64_t bytes) { memory_budget_ = bytes; }
-    void start(RouteSpec spec);
+    /// `leftovers`: what the route's previous version handed over (Route::take_over).
+    void start(RouteSpec spec, MessageArena leftovers = {});
     /// Asks every route to stop and drain; returns at once.
     void request_stop_all();
     /// Interrupts plugin calls of routes that are past their drain deadline (see Route).
@@ -50,7 +51,8 @@ public:
     /// Carries out a plan: routes it adds start at once; routes it changes or removes are
     /// asked to stop and drain, all together, and each changed one is replaced by its new
     /// version the moment its old one has ended (so that a persistent MQTT session and a disk
-    /// spool pass from one to the other). Unchanged routes are not touched. Returns when every
+    /// spool pass from one to the other, and what a memory buffer's old version could not
+    /// deliver goes to the new one). Unchanged routes are not touched. Returns when every
     /// old version has ended, or has been given up on past its drain deadline (then it is
     /// kept aside and its replacement starts), or when `abandon` is set (the process stops).
     void apply(ReloadPlan& plan, const std::atomic<bool>& abandon);
@@ -67,8 +69,9 @@ private:
         std::vector<std::string> errors;
         std::string file;
     };
-    std::unique_ptr<Route> make_route(RouteSpec spec);
-    void retire(std::unique_ptr<Route> route);
+    std::unique_ptr<Route> make_route(RouteSpec spec, MessageArena leftovers);
+    /// Waits for a route that is stopping, destroys it and returns what it handed over.
+    MessageArena retire(std::unique_ptr<Route> route);
 
     Executor executor_;  // first: outlives the routes that run on it
     std::filesystem::path state_dir_;
