@@ -99,7 +99,8 @@ std::optional<Loaded> load_everything(const Options& o, PluginRegistry& registry
     print_plugin_errors(plugin_errors);
     const auto files = manifest_files(out.host.route_paths, diag);
     out.files = files.size();
-    out.routes = load_routes(files, registry, diag, process_env());
+    const auto host_options = check_plugin_settings(out.host, registry, diag, process_env());
+    out.routes = load_routes(files, registry, diag, process_env(), nullptr, &host_options);
     check_memory_budget(out.routes, out.host, diag);
     if (!diag.empty()) {
         std::cerr << diag.to_string();
@@ -126,8 +127,13 @@ LoadedSet load_for_reload(const Options& o) {
     const auto files = manifest_files(out.host.route_paths, path_diag);
     for (const auto& d : path_diag.items()) out.errors.push_back(d.to_string());
     if (!out.errors.empty()) return out;
+    Diagnostics settings_diag;
+    const auto host_options =
+        check_plugin_settings(out.host, registry, settings_diag, process_env());
+    for (const auto& d : settings_diag.items()) out.errors.push_back(d.to_string());
+    if (!out.errors.empty()) return out;
     Diagnostics diag;
-    out.routes = load_routes(files, registry, diag, process_env(), &out.rejected);
+    out.routes = load_routes(files, registry, diag, process_env(), &out.rejected, &host_options);
     return out;
 }
 

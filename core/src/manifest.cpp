@@ -394,7 +394,20 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
     };
     bool ok = true;
     const SourceLocation where = location(name, doc.Mark());
-    auto entries = check_fields(fields, doc, {}, where, "", name, diag, env, ok);
+    auto entries = check_fields(fields, doc, {"plugin_settings"}, where, "", name, diag, env, ok);
+    if (const auto ps = doc.IsMap() ? doc["plugin_settings"] : YAML::Node(); ps && !ps.IsNull()) {
+        // Checked against the plugins' specs once they are loaded (check_plugin_settings).
+        if (!ps.IsMap()) {
+            diag.add(location(name, ps, where), "plugin_settings",
+                     "expected a map of plugin ids to their options, got " + node_kind(ps));
+        } else {
+            for (auto it = ps.begin(); it != ps.end(); ++it) {
+                host.plugin_settings[it->first.Scalar()] = {
+                    std::make_shared<const YAML::Node>(it->second),
+                    location(name, it->first.Mark())};
+            }
+        }
+    }
     const fs::path base = file.parent_path();
     auto resolve = [&](const std::string& p) {
         fs::path path(p);
@@ -532,11 +545,48 @@ SourceLocation locate_key(const DiagSink& s, const std::string& key) {
     return s.stage_where;
 }
 
+// A plugin's host-only options from `settings` (its plugin_settings block; null: none set),
+// with their defaults.
+std::vector<StageConfig::Entry> host_entries(const PluginInfo& plugin, const YAML::Node& settings,
+                                             const SourceLocation& where, Diagnostics& diag,
+                                             const EnvLookup& env, bool& ok) {
+    std::vector<sluice_field_spec> host_fields;
+    std::vector<std::string> route_fields;
+    for (const auto& f : plugin.fields) {
+        if ((f.flags & SLUICE_FIELD_HOST) != 0) {
+            host_fields.push_back(f);
+        } else {
+            route_fields.emplace_back(f.name);
+        }
+    }
+    const std::string path = "plugin_settings > " + plugin.id;
+    std::set<std::string> route_keys;
+    if (settings.IsMap()) {
+        for (auto it = settings.begin(); it != settings.end(); ++it) {
+            const std::string key = it->first.Scalar();
+            if (std::find(route_fields.begin(), route_fields.end(), key) == route_fields.end()) {
+                continue;
+            }
+            route_keys.insert(key);
+            diag.add(location(where.file, it->first.Mark()), path + " > " + key,
+                     "'" + key + "' is a route option: set it in the route manifests");
+            ok = false;
+        }
+    }
+    if (host_fields.empty() && settings.IsMap() && settings.size() > route_keys.size()) {
+        diag.add(where, path, "the plugin has no host-only options");
+        ok = false;
+        return {};
+    }
+    return check_fields(host_fields, settings, {}, where, path, where.file, diag, env, ok,
+                        route_keys);
+}
+
 std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& stage,
                                      sluice_kind kind, const std::string& route,
                                      const SourceLocation& where, const std::string& file,
                                      const PluginRegistry& registry, Diagnostics& diag,
-                                     const EnvLookup& env) {
+                                     const EnvLookup& env, const HostPluginOptions* host_options) {
     const std::string route_path = "route " + route + " > " + stage;
     if (!node.IsMap() || node.size() != 1) {
         diag.add(location(file, node, where), route_path,
@@ -562,8 +612,41 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
     }
     bool ok = true;
     const YAML::Node config = it->second;
-    auto entries = check_fields(plugin->fields, config, {}, id_where, path, file, diag, env, ok);
+    // Host-only options are the operator's (plugin_settings in the host config): a route that
+    // sets one is refused, whatever the value.
+    std::set<std::string> host_keys;
+    for (const auto& f : plugin->fields) {
+        if ((f.flags & SLUICE_FIELD_HOST) != 0) host_keys.insert(f.name);
+    }
+    if (config.IsMap()) {
+        for (auto k = config.begin(); k != config.end(); ++k) {
+            const std::string key = k->first.Scalar();
+            if (host_keys.count(key) == 0) continue;
+            diag.add(location(file, k->first.Mark()), path + " > " + key,
+                     "'" + key + "' can be set only by the operator, in the host config " +
+                         "(plugin_settings: { " + id + ": { " + key +
+                         ": ... } } in sluice.yaml), not in a route manifest");
+            ok = false;
+        }
+    }
+    std::vector<sluice_field_spec> route_fields;
+    for (const auto& f : plugin->fields) {
+        if ((f.flags & SLUICE_FIELD_HOST) == 0) route_fields.push_back(f);
+    }
+    auto entries =
+        check_fields(route_fields, config, {}, id_where, path, file, diag, env, ok, host_keys);
     if (!ok) return std::nullopt;
+    if (!host_keys.empty()) {
+        const auto given =
+            host_options ? host_options->find(id) : HostPluginOptions::const_iterator{};
+        if (host_options != nullptr && given != host_options->end()) {
+            entries.insert(entries.end(), given->second.begin(), given->second.end());
+        } else {
+            auto defaults = host_entries(*plugin, YAML::Node(), id_where, diag, env, ok);
+            if (!ok) return std::nullopt;
+            entries.insert(entries.end(), defaults.begin(), defaults.end());
+        }
+    }
     StageSpec spec;
     spec.plugin = plugin;
     spec.label = stage + " " + id;
@@ -583,6 +666,39 @@ std::optional<StageSpec> check_stage(const YAML::Node& node, const std::string& 
 }
 
 }  // namespace
+
+HostPluginOptions check_plugin_settings(const HostConfig& host, const PluginRegistry& registry,
+                                        Diagnostics& diag, const EnvLookup& env) {
+    HostPluginOptions out;
+    for (const auto& [id, settings] : host.plugin_settings) {
+        if (registry.find(id) == nullptr) {
+            diag.add(settings.where, "plugin_settings > " + id,
+                     "unknown plugin '" + id + "' (known: " + registry.known_ids() + ")");
+        }
+    }
+    for (const PluginInfo* p : registry.all()) {
+        const bool has_host_fields =
+            std::any_of(p->fields.begin(), p->fields.end(),
+                        [](const auto& f) { return (f.flags & SLUICE_FIELD_HOST) != 0; });
+        const auto given = host.plugin_settings.find(p->id);
+        if (!has_host_fields && given == host.plugin_settings.end()) continue;
+        YAML::Node node;
+        SourceLocation where{host.file.string(), 0, 0};
+        if (given != host.plugin_settings.end()) {
+            where = given->second.where;
+            node = *given->second.node;
+            if (!node.IsNull() && !node.IsMap()) {
+                diag.add(where, "plugin_settings > " + p->id,
+                         "expected a map of options, got " + node_kind(node));
+                continue;
+            }
+        }
+        bool ok = true;
+        auto entries = host_entries(*p, node, where, diag, env, ok);
+        if (ok && has_host_fields) out.emplace(p->id, std::move(entries));
+    }
+    return out;
+}
 
 std::uint64_t memory_buffers_bytes(const std::vector<RouteSpec>& routes) {
     std::uint64_t total = 0;
@@ -623,7 +739,8 @@ void check_memory_budget(const std::vector<RouteSpec>& routes, const HostConfig&
 
 std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                                    const PluginRegistry& registry, Diagnostics& diag,
-                                   const EnvLookup& env, std::vector<Rejection>* rejected) {
+                                   const EnvLookup& env, std::vector<Rejection>* rejected,
+                                   const HostPluginOptions* host_options) {
     static const std::regex kRouteName("[a-z0-9][a-z0-9-]*");
     std::vector<RouteSpec> routes;
     std::map<std::string, SourceLocation> defined;
@@ -723,7 +840,7 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                     return std::nullopt;
                 }
                 return check_stage(n, key, kind, name, location(file, n, doc_where), file, registry,
-                                   diag, env);
+                                   diag, env, host_options);
             };
             auto source = stage("source", SLUICE_KIND_SOURCE);
             auto sink = stage("sink", SLUICE_KIND_SINK);
@@ -733,9 +850,10 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                              "expected a list of transforms, got " + node_kind(t));
                 } else {
                     for (std::size_t i = 0; i < t.size(); ++i) {
-                        auto spec = check_stage(
-                            t[i], "transforms[" + std::to_string(i) + "]", SLUICE_KIND_TRANSFORM,
-                            name, location(file, t[i], doc_where), file, registry, diag, env);
+                        auto spec = check_stage(t[i], "transforms[" + std::to_string(i) + "]",
+                                                SLUICE_KIND_TRANSFORM, name,
+                                                location(file, t[i], doc_where), file, registry,
+                                                diag, env, host_options);
                         if (spec) route.transforms.push_back(std::move(*spec));
                     }
                 }
@@ -761,9 +879,9 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
                              "on_error is dead_letter but the route has no 'dead_letter:' sink "
                              "block (e.g. dead_letter: { file-sink: { path: dead.jsonl } })");
                 } else {
-                    dead_letter =
-                        check_stage(dl, "dead_letter", SLUICE_KIND_SINK, name,
-                                    location(file, dl, doc_where), file, registry, diag, env);
+                    dead_letter = check_stage(dl, "dead_letter", SLUICE_KIND_SINK, name,
+                                              location(file, dl, doc_where), file, registry, diag,
+                                              env, host_options);
                 }
             } else if (dl) {
                 diag.add(location(file, dl, doc_where), "route " + name + " > dead_letter",

@@ -56,6 +56,9 @@ std::string markdown_table(const std::vector<const sluice_field_spec*>& fields) 
         std::string desc = f->description;
         if ((f->flags & SLUICE_FIELD_SECRET) != 0) desc += " *(secret: never logged)*";
         if ((f->flags & SLUICE_FIELD_ADVANCED) != 0) desc += " *(advanced)*";
+        if ((f->flags & SLUICE_FIELD_HOST) != 0) {
+            desc += " *(host config only: `plugin_settings`, not in a route manifest)*";
+        }
         if (f->example) desc += " Example: `" + std::string(f->example) + "`.";
         out += "| `" + std::string(f->name) + "` | " + cell(field_type_label(*f)) + " | " + def +
                " | " + cell(desc) + " |\n";
@@ -77,6 +80,7 @@ std::string text(const PluginInfo& p) {
                default_label(*f) + ")";
         if ((f->flags & SLUICE_FIELD_SECRET) != 0) out += " [secret]";
         if ((f->flags & SLUICE_FIELD_ADVANCED) != 0) out += " [advanced]";
+        if ((f->flags & SLUICE_FIELD_HOST) != 0) out += " [host config only]";
         out += "\n      " + std::string(f->description) + "\n";
         if (f->example) out += "      example: " + std::string(f->example) + "\n";
     }
@@ -144,6 +148,8 @@ std::string json(const PluginInfo& p) {
         out += (f.flags & SLUICE_FIELD_SECRET) ? "true" : "false";
         out += ",\"advanced\":";
         out += (f.flags & SLUICE_FIELD_ADVANCED) ? "true" : "false";
+        out += ",\"host_only\":";
+        out += (f.flags & SLUICE_FIELD_HOST) ? "true" : "false";
         out += ",\"description\":";
         append_quoted(out, f.description);
         if (f.example) {

@@ -224,3 +224,65 @@ def test_unwritable_path_fails_the_route_not_the_process(tmp_path):
     assert "[route stuck] 5 messages were not delivered" in err
     assert "stopped with 5 messages not delivered" in err
     assert (tmp_path / "fine.jsonl").stat().st_size > 0
+
+
+FIXTURES = Path(os.environ.get("SLUICE_TEST_FIXTURE_DIR", ""))
+
+
+def kafka_route(properties):
+    return ("route: k\nsource: {test-source: {generate: 1}}\n"
+            "sink:\n  kafka-sink:\n    brokers: 127.0.0.1:9\n    topic: t\n"
+            f"    properties: {json.dumps(properties)}\n")
+
+
+def test_a_manifest_cannot_make_librdkafka_load_code_or_run_commands(tmp_path):
+    canary = FIXTURES / "canary" / "sluice-canary.so"
+    assert canary.exists(), f"the canary fixture library is missing: {canary}"
+    marker = tmp_path / "canary-loaded"
+    env = {"SLUICE_CANARY_FILE": str(marker)}
+    manifest = tmp_path / "k.yaml"
+    manifest.write_text(kafka_route({"plugin.library.paths": str(canary),
+                                     "sasl.kerberos.kinit.cmd": "touch /tmp/pwned",
+                                     "SSL.Key.Location": "/etc/shadow"}))
+    for command in ("check", "run"):
+        r = sluice(command, *with_plugins("--routes", str(manifest)), env=env)
+        assert r.returncode == 1, r.stderr
+        assert not marker.exists(), f"`sluice {command}` let librdkafka load the library"
+        for prop, does in (("plugin.library.paths", "loads a library into the process"),
+                           ("sasl.kerberos.kinit.cmd", "runs a shell command"),
+                           ("SSL.Key.Location", "reads a file")):
+            assert f"sink kafka-sink > properties.{prop}: '{prop}' {does}" in r.stderr, r.stderr
+        assert "allow_properties" in r.stderr
+
+    # A route cannot allow them itself.
+    manifest.write_text(kafka_route({}).replace(
+        "    properties: {}\n", "    allow_properties: [plugin.library.paths]\n"))
+    r = sluice("check", *with_plugins("--routes", str(manifest)))
+    assert r.returncode == 1
+    assert ("k.yaml:7:5: route k > sink kafka-sink > allow_properties: 'allow_properties' can "
+            "be set only by the operator, in the host config") in r.stderr, r.stderr
+
+    # The operator can: then librdkafka gets the property (and loads the library, which is
+    # what makes the refusals above meaningful).
+    manifest.write_text(kafka_route({"plugin.library.paths": str(canary)}))
+    cfg = tmp_path / "sluice.yaml"
+    cfg.write_text(f"plugins: [{PLUGINS}]\nroutes: [{manifest}]\nplugin_settings:\n"
+                   "  kafka-sink: { allow_properties: [plugin.library.paths] }\n")
+    sluice("check", "-c", str(cfg), env=env)
+    assert marker.exists(), "the allowed property did not reach librdkafka"
+
+    # Mistakes in plugin_settings name the host config's line.
+    cfg.write_text(f"plugins: [{PLUGINS}]\nroutes: [{manifest}]\nplugin_settings:\n"
+                   "  kafka-sink: { topic: x }\n"
+                   "  no-such-plugin: {}\n")
+    r = sluice("check", "-c", str(cfg))
+    assert r.returncode == 1
+    assert (f"{cfg}:4:17: plugin_settings > kafka-sink > topic: 'topic' is a route option"
+            in r.stderr), r.stderr
+    assert (f"{cfg}:5:3: plugin_settings > no-such-plugin: unknown plugin 'no-such-plugin'"
+            in r.stderr), r.stderr
+    cfg.write_text(f"plugins: [{PLUGINS}]\nroutes: [{manifest}]\nplugin_settings:\n"
+                   "  kafka-sink: { allow_properties: [linger.ms] }\n")
+    r = sluice("check", "-c", str(cfg))
+    assert r.returncode == 1
+    assert "allow_properties: 'linger.ms' needs no allowing" in r.stderr, r.stderr

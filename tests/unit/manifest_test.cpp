@@ -248,7 +248,8 @@ TEST_CASE("host config: paths relative to the file, log and admin", "[core][mani
     sluice::load_host_config(dir / "conf/bad.yaml", bad, env());
     REQUIRE(bad.size() == 3);
     CHECK_THAT(bad.to_string(), Catch::Contains(":1:1: plugin: unknown key 'plugin' (allowed: "
-                                                "admin, log, memory_limit, plugins, routes, state_dir)"));
+                                                "admin, log, memory_limit, plugin_settings, "
+                                                "plugins, routes, state_dir)"));
     CHECK_THAT(bad.to_string(), Catch::Contains("log > level: 'loud' is not one of"));
     CHECK_THAT(bad.to_string(), Catch::Contains("log > colour: unknown key 'colour'"));
 }

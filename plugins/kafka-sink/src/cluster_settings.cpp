@@ -28,6 +28,40 @@ constexpr std::array kOwnedProperties{
     OwnedProperty{"delivery.timeout.ms", "delivery_timeout_ms"},
 };
 
+// librdkafka properties that make the daemon load code, run a command or read or write a file
+// of the manifest's choosing; rd_kafka_conf_set acts on some of them at once (a library named
+// in plugin.library.paths is loaded inside the call). A route's author must not decide that:
+// they are refused before anything reaches librdkafka unless the operator allows them in the
+// host config (plugin_settings: { kafka-sink: { allow_properties: [...] } }).
+struct PrivilegedProperty {
+    std::string_view property;
+    std::string_view does;
+};
+constexpr std::array kPrivilegedProperties{
+    PrivilegedProperty{"plugin.library.paths", "loads a library into the process"},
+    PrivilegedProperty{"ssl.engine.location", "loads an OpenSSL engine library"},
+    PrivilegedProperty{"ssl.engine.id", "loads an OpenSSL engine"},
+    PrivilegedProperty{"ssl.providers", "loads OpenSSL provider modules"},
+    PrivilegedProperty{"sasl.kerberos.kinit.cmd", "runs a shell command"},
+    PrivilegedProperty{"sasl.kerberos.keytab", "reads a file"},
+    PrivilegedProperty{"ssl.ca.location", "reads a file or directory"},
+    PrivilegedProperty{"ssl.certificate.location", "reads a file"},
+    PrivilegedProperty{"ssl.key.location", "reads a file"},
+    PrivilegedProperty{"ssl.crl.location", "reads a file"},
+    PrivilegedProperty{"ssl.keystore.location", "reads a file"},
+    PrivilegedProperty{"ssl.truststore.location", "reads a file"},
+    PrivilegedProperty{"ssl.ca.certificate.stores", "reads system certificate stores"},
+    PrivilegedProperty{"offset.store.path", "writes a file"},
+};
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return out;
+}
+
 // librdkafka's local queue limits are per producer, and routes share producers: its own
 // default of 1 GiB lets a handful of producers hold gigabytes for a slow cluster. These bound
 // it; a full queue answers "cannot take it now" (retry) instead. `properties` may override
@@ -91,7 +125,47 @@ ClusterSettings ClusterSettings::from_config(const sdk::Config& config) {
         s.delivery_timeout_ms = config.integer("delivery_timeout_ms");
     }
     s.properties = config.map("properties");
+    if (config.has("allow_properties")) {
+        for (const auto& name : config.list("allow_properties")) s.allowed.push_back(lower(name));
+    }
     return s;
+}
+
+const char* privileged_property(std::string_view name) {
+    // librdkafka matches names exactly; compared without case anyway, so that no spelling
+    // slips past this check.
+    const std::string n = lower(name);
+    for (const auto& p : kPrivilegedProperties) {
+        if (n == p.property) return p.does.data();
+    }
+    return nullptr;
+}
+
+int ClusterSettings::check_allowed(const ReportFn& report) const {
+    int problems = 0;
+    for (const auto& name : allowed) {
+        if (privileged_property(name) == nullptr) {
+            ++problems;
+            std::string known;
+            for (const auto& p : kPrivilegedProperties) {
+                known += (known.empty() ? "" : ", ") + std::string(p.property);
+            }
+            report("allow_properties",
+                   "'" + name + "' needs no allowing (only these do: " + known + ")");
+        }
+    }
+    for (const auto& [name, value] : properties) {
+        const char* does = privileged_property(name);
+        if (does == nullptr) continue;
+        if (std::find(allowed.begin(), allowed.end(), lower(name)) != allowed.end()) continue;
+        ++problems;
+        report("properties." + name,
+               "'" + name + "' " + does +
+                   ", which a route manifest may not decide; the operator can allow it in the "
+                   "host config: plugin_settings: { kafka-sink: { allow_properties: [" +
+                   lower(name) + "] } }");
+    }
+    return problems;
 }
 
 std::string ClusterSettings::canonical_key() const {
@@ -126,7 +200,9 @@ std::string ClusterSettings::describe() const {
 }
 
 int ClusterSettings::apply(rd_kafka_conf_t* conf, const ReportFn& report) const {
-    int problems = 0;
+    // Nothing reaches librdkafka while a property the operator did not allow is set.
+    int problems = check_allowed(report);
+    if (problems > 0) return problems;
     std::array<char, 512> errstr{};
     const auto set = [&](const std::string& key, const std::string& name,
                          const std::string& value) {

@@ -30,6 +30,9 @@ struct ClusterSettings {
     std::uint64_t queue_kbytes = 65536;
     /// Passed to rd_kafka_conf_set as written, in manifest order.
     std::vector<std::pair<std::string, std::string>> properties;
+    /// Privileged properties (they load code, run commands, touch files) that the operator
+    /// allows routes to set: the host-only option `allow_properties`.
+    std::vector<std::string> allowed;
 
     /// Reads the options; throws sdk::ConfigError naming the option.
     static ClusterSettings from_config(const sdk::Config& config);
@@ -41,8 +44,13 @@ struct ClusterSettings {
     /// One line for logs, with the values of secret-looking properties masked.
     std::string describe() const;
 
+    /// Reports each privileged property that is set and not allowed, and each allowed name
+    /// that is not a privileged property. Returns the number of reports.
+    int check_allowed(const ReportFn& report) const;
+
     /// Sets every option on `conf`, reporting each value librdkafka refuses and each property
-    /// that duplicates one of the plugin's own options. Returns the number of reports.
+    /// that duplicates one of the plugin's own options. Sets nothing when check_allowed()
+    /// reports anything. Returns the number of reports.
     int apply(rd_kafka_conf_t* conf, const ReportFn& report) const;
 
     /// Cross-field rules librdkafka would only enforce when the producer is created.
@@ -57,5 +65,9 @@ std::uint64_t queue_kbytes_for(std::uint64_t budget_bytes);
 
 /// True for property names whose values must never appear in logs or messages.
 bool is_secret_property(std::string_view name);
+
+/// What a privileged librdkafka property does ("loads a library into the process"), or
+/// nullptr for any other property.
+const char* privileged_property(std::string_view name);
 
 }  // namespace sluice::plugins::kafka

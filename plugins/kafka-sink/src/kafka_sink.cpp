@@ -173,23 +173,36 @@ sdk::Spec KafkaSink::spec() {
                 .description("How long librdkafka waits to fill a batch before sending it: "
                              "higher values mean fewer, larger requests and more latency.")
                 .advanced());
+    s.field(Field::map("properties")
+                .description("Any other librdkafka configuration property, passed as is: SASL and "
+                             "SSL settings, `batch.size`, `client.id`, ... (see librdkafka's "
+                             "CONFIGURATION.md). `sluice check` reports a property librdkafka does "
+                             "not know or a value it refuses. Properties that one of the options "
+                             "above sets are refused here, and so are those that load code, run "
+                             "a command or read a file unless the operator allows them "
+                             "(`allow_properties`). Values of properties whose name contains "
+                             "`password` or `secret` are never logged; prefer `${VAR}` for them. "
+                             "`queue.buffering.max.kbytes` and `queue.buffering.max.messages` "
+                             "(default 100000) bound the producer's local queue, which every route "
+                             "sharing the producer uses; when it is full, batches are retried "
+                             "rather than waited for. The kbytes default comes from the process's "
+                             "memory budget: a quarter of what the host config's `memory_limit` "
+                             "leaves beyond the routes' memory buffers, from 1 MiB to 64 MiB.")
+                .example("{security.protocol: sasl_ssl, sasl.mechanisms: PLAIN, "
+                         "sasl.username: sluice, sasl.password: \"${KAFKA_PASSWORD}\"}")
+                .advanced());
     s.field(
-        Field::map("properties")
-            .description("Any other librdkafka configuration property, passed as is: SASL and "
-                         "SSL settings, `batch.size`, `client.id`, ... (see librdkafka's "
-                         "CONFIGURATION.md). `sluice check` reports a property librdkafka does "
-                         "not know or a value it refuses. Properties that one of the options "
-                         "above sets are refused here. Values of properties whose name contains "
-                         "`password` or `secret` are never logged; prefer `${VAR}` for them. "
-                         "`queue.buffering.max.kbytes` and `queue.buffering.max.messages` "
-                         "(default 100000) bound the producer's local queue, which every route "
-                         "sharing the producer uses; when it is full, batches are retried "
-                         "rather than waited for. The kbytes default comes from the process's "
-                         "memory budget: a quarter of what the host config's `memory_limit` "
-                         "leaves beyond the routes' memory buffers, from 1 MiB to 64 MiB.")
-            .example("{security.protocol: sasl_ssl, sasl.mechanisms: PLAIN, "
-                     "sasl.username: sluice, sasl.password: \"${KAFKA_PASSWORD}\"}")
-            .advanced());
+        Field::list("allow_properties")
+            .default_value("[]")
+            .description("The librdkafka properties that load code, run a command or read or write "
+                         "a file (`plugin.library.paths`, `ssl.engine.location`, `ssl.engine.id`, "
+                         "`ssl.providers`, `sasl.kerberos.kinit.cmd`, `sasl.kerberos.keytab`, "
+                         "`ssl.*.location`, `ssl.ca.certificate.stores`, `offset.store.path`) "
+                         "that routes may set in `properties`. Without it they are refused, in "
+                         "`sluice check` as in `run`, before anything reaches librdkafka: a route "
+                         "manifest moves data, it does not decide what the daemon runs or reads.")
+            .example("[ssl.ca.location, ssl.certificate.location, ssl.key.location]")
+            .host_only());
     return s;
 }
 

@@ -89,6 +89,13 @@ typedef enum sluice_field_type {
 #define SLUICE_FIELD_RANGE 0x4u
 /** Shown after the common options in the docs. */
 #define SLUICE_FIELD_ADVANCED 0x8u
+/** Since ABI 1.5: set only by the operator, in the host config
+ *  (`plugin_settings: { <plugin id>: { <option>: value } }` in sluice.yaml), for every route that
+ *  uses the plugin; a route manifest that sets it is refused. For what the author of a route
+ *  must not decide: which code, commands or files a plugin may reach. A plugin with such an
+ *  option is built against ABI 1.5 or later, so no older host (which would not enforce it)
+ *  loads it. */
+#define SLUICE_FIELD_HOST 0x10u
 
 typedef struct sluice_field_spec {
     uint32_t struct_size;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,10 @@
 #include "sluice/core/plugin_registry.hpp"
 #include "sluice/core/route_options.hpp"
 #include "sluice/core/stage_config.hpp"
+
+namespace YAML {
+class Node;
+}
 
 namespace sluice {
 
@@ -29,7 +34,24 @@ struct HostConfig {
     /// What the memory buffers of all routes may hold together (their max_bytes plus
     /// headroom); checked when routes are loaded.
     std::uint64_t memory_limit = 2ull << 30;
+    /// `plugin_settings`: per plugin id, the options that only the host config may set
+    /// (SLUICE_FIELD_HOST), as parsed, and where they are; checked against the plugins' specs
+    /// once the plugins are loaded (check_plugin_settings).
+    struct PluginSettings {
+        std::shared_ptr<const YAML::Node> node;
+        SourceLocation where;
+    };
+    std::map<std::string, PluginSettings> plugin_settings;
 };
+
+/// The host-only options (SLUICE_FIELD_HOST) of every plugin that has any, validated, with
+/// their defaults, by plugin id: what each route's stage of that plugin gets.
+using HostPluginOptions = std::map<std::string, std::vector<StageConfig::Entry>>;
+
+/// Checks `host.plugin_settings` against the plugins' specs: an unknown plugin id, an option
+/// that is not host-only, a bad value are reported in `diag` (at the host config's lines).
+HostPluginOptions check_plugin_settings(const HostConfig& host, const PluginRegistry& registry,
+                                        Diagnostics& diag, const EnvLookup& env);
 
 /// Parses sluice.yaml. Relative paths are taken relative to the file's directory.
 HostConfig load_host_config(const std::filesystem::path& file, Diagnostics& diag,
@@ -68,11 +90,13 @@ struct Rejection {
 };
 
 /// Parses and validates all route manifests; returns only the valid routes, and reports every
-/// problem in `diag` (and, when `rejected` is given, what each problem rejects).
+/// problem in `diag` (and, when `rejected` is given, what each problem rejects). A manifest
+/// that sets a host-only option is refused; each stage gets its plugin's `host_options`
+/// (without them: the defaults).
 std::vector<RouteSpec> load_routes(const std::vector<std::filesystem::path>& files,
                                    const PluginRegistry& registry, Diagnostics& diag,
-                                   const EnvLookup& env,
-                                   std::vector<Rejection>* rejected = nullptr);
+                                   const EnvLookup& env, std::vector<Rejection>* rejected = nullptr,
+                                   const HostPluginOptions* host_options = nullptr);
 
 /// What the routes' memory buffers may hold together: their max_bytes plus headroom.
 std::uint64_t memory_buffers_bytes(const std::vector<RouteSpec>& routes);

@@ -53,7 +53,8 @@ public:
         description_ = std::move(text);
         return *this;
     }
-    /// The default: literal text for scalars ("1", "true", ","), YAML for lists and maps ("[a, b]").
+    /// The default: literal text for scalars ("1", "true", ","), YAML for lists and maps ("[a,
+    /// b]").
     Field& default_value(std::string yaml) {
         default_ = std::move(yaml);
         has_default_ = true;
@@ -73,6 +74,12 @@ public:
     }
     Field& advanced() {
         flags_ |= SLUICE_FIELD_ADVANCED;
+        return *this;
+    }
+    /// Set by the operator in the host config's `plugin_settings`, never by a route manifest
+    /// (SLUICE_FIELD_HOST).
+    Field& host_only() {
+        flags_ |= SLUICE_FIELD_HOST;
         return *this;
     }
     Field& range(double min, double max) {
