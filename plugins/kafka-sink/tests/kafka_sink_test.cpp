@@ -21,6 +21,7 @@ using sluice::sdk::OwnedMessage;
 using sluice::sdk::testing::ConfigBuilder;
 using sluice::sdk::testing::Harness;
 using sluice::sdk::testing::message;
+using sluice::sdk::testing::Reported;
 using sluice::sdk::testing::Value;
 using sluice::test::KafkaRecord;
 using sluice::test::MockKafka;
@@ -37,22 +38,12 @@ OwnedMessage keyed(std::string topic, std::string payload, std::string key) {
     return m;
 }
 
-std::vector<std::pair<std::string, std::string>> validate(Options values) {
-    const auto& d = Harness<KafkaSink>::descriptor();
-    ConfigBuilder config(d, std::move(values));
-    std::vector<std::pair<std::string, std::string>> reports;
-    const sluice_diagnostics diag{
-        sizeof(sluice_diagnostics), &reports, [](void* ctx, const char* key, const char* m) {
-            static_cast<std::vector<std::pair<std::string, std::string>>*>(ctx)->emplace_back(key,
-                                                                                              m);
-        }};
-    const auto status = d.validate(config.get(), &diag);
-    CHECK((status == SLUICE_OK) == reports.empty());
-    return reports;
+std::vector<Reported> validate(Options values) {
+    return Harness<KafkaSink>::validate(std::move(values));
 }
 
-bool has_report(const std::vector<std::pair<std::string, std::string>>& reports,
-                const std::string& key, const std::string& text) {
+bool has_report(const std::vector<Reported>& reports, const std::string& key,
+                const std::string& text) {
     for (const auto& [k, m] : reports) {
         if (k == key && m.find(text) != std::string::npos) return true;
     }

@@ -18,28 +18,13 @@ using sluice::plugins::mqtt_source::topic_filter_error;
 using sluice::plugins::mqtt_source::url_error;
 using sluice::sdk::testing::ConfigBuilder;
 using sluice::sdk::testing::Harness;
+using sluice::sdk::testing::Reported;
 using sluice::sdk::testing::Value;
 
 namespace {
 
-struct Reported {
-    std::string key;
-    std::string message;
-};
-
-// Runs the plugin's validate() as the host does and returns what it reported.
 std::vector<Reported> validate(std::map<std::string, Value> values) {
-    const auto& d = Harness<MqttSource>::descriptor();
-    ConfigBuilder config(d, std::move(values));
-    std::vector<Reported> out;
-    sluice_diagnostics diag{sizeof(sluice_diagnostics), &out,
-                            [](void* ctx, const char* key, const char* message) {
-                                static_cast<std::vector<Reported>*>(ctx)->push_back(
-                                    {key ? key : "", message ? message : ""});
-                            }};
-    const sluice_status s = d.validate(config.get(), &diag);
-    CHECK((s == SLUICE_OK) == out.empty());
-    return out;
+    return Harness<MqttSource>::validate(std::move(values));
 }
 
 std::map<std::string, Value> base() {

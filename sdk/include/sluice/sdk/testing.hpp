@@ -392,12 +392,37 @@ struct MetricSample {
     std::string label_value;
 };
 
+/// One problem a plugin's validate() reported: the option at fault ("" for none) and why.
+struct Reported {
+    std::string key;
+    std::string message;
+};
+
 /// Drives one plugin class through its C descriptor: create, start, process, stop, destroy,
 /// exactly as the host calls them.
 template <class T>
 class Harness {
 public:
     using Options = std::initializer_list<std::pair<const std::string, Value>>;
+
+    /// Runs the plugin's validate() as `sluice check` does and returns what it reported; a
+    /// plugin that reports nothing must have returned SLUICE_OK, and the other way round.
+    static std::vector<Reported> validate(std::map<std::string, Value> values) {
+        const sluice_plugin_descriptor& d = *detail::descriptor<T>();
+        std::vector<Reported> out;
+        if (d.validate == nullptr) return out;
+        ConfigBuilder config(d, std::move(values));
+        const sluice_diagnostics diag{sizeof(sluice_diagnostics), &out,
+                                      [](void* ctx, const char* key, const char* message) {
+                                          static_cast<std::vector<Reported>*>(ctx)->push_back(
+                                              {key ? key : "", message ? message : ""});
+                                      }};
+        const sluice_status s = d.validate(config.get(), &diag);
+        if ((s == SLUICE_OK) != out.empty()) {
+            out.push_back({"", "validate() returned a status that disagrees with its reports"});
+        }
+        return out;
+    }
 
     /// What the host tells the plugin about its route.
     struct RouteLimits {
