@@ -93,6 +93,7 @@ Route::Route(RouteSpec spec, Executor& executor, std::filesystem::path state_dir
     stop_labels_.push_back(spec_.sink.label + " (stop)");
     stop_labels_.push_back(spec_.dead_letter.label + " (stop)");
     stop_labels_.push_back("destroying the sink side");
+    stop_labels_.push_back(spec_.source.label + " (destroy)");
     state_since_ms_ = wall_ms();
     completion_.struct_size = sizeof completion_;
     completion_.ctx = this;
@@ -464,9 +465,11 @@ void Route::teardown_source(std::uint32_t deadline_ms) {
     if (source_ && source_->stop(deadline_ms, err) != SLUICE_OK) {
         log::warn("route " + spec_.name, spec_.source.label + ": stop: " + err);
     }
-    in_call_.store(nullptr, std::memory_order_release);
+    // Destroying a client library's connection can block as well (paho joins its threads).
+    in_call_.store(&stop_labels_.back(), std::memory_order_release);
     install(source_, nullptr);
     source_host_.reset();
+    in_call_.store(nullptr, std::memory_order_release);
     releasing_source_.store(false);
 }
 
@@ -478,7 +481,8 @@ void Route::teardown_downstream(std::uint32_t deadline_ms) {
     std::string err;
     // A stop() that never returns shows in the status and in the give-up message at exit
     // (stuck_in), as a call in progress does.
-    // stop_labels_: the source, each transform, the sink, the dead-letter sink, destroying.
+    // stop_labels_: the source, each transform, the sink, the dead-letter sink, destroying the
+    // sink side, destroying the source.
     const auto stopping = [this](std::size_t k) {
         in_call_.store(&stop_labels_[k], std::memory_order_release);
     };
