@@ -51,8 +51,10 @@ std::string markdown_table(const std::vector<const sluice_field_spec*>& fields) 
     };
     for (const auto* f : fields) {
         std::string def = (f->flags & SLUICE_FIELD_REQUIRED) ? "**required**"
-                          : f->default_value ? "`" + std::string(f->default_value) + "`"
-                                             : "";
+                          : f->default_value == nullptr      ? ""
+                          // Markdown cannot show an empty code span.
+                          : f->default_value[0] == '\0' ? "empty"
+                                                        : "`" + std::string(f->default_value) + "`";
         std::string desc = f->description;
         if ((f->flags & SLUICE_FIELD_SECRET) != 0) desc += " *(secret: never logged)*";
         if ((f->flags & SLUICE_FIELD_ADVANCED) != 0) desc += " *(advanced)*";

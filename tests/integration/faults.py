@@ -185,9 +185,16 @@ def route_manifest(directory, name, source, sink, transforms=(), buffer=None, on
     return path
 
 
-def sluice(workdir, routes_dir, name="sluice"):
-    """A SluiceProcess with its state dir under the test's directory."""
-    return harness.SluiceProcess(workdir, routes_dir, Path(workdir) / "state", name=name)
+def sluice(workdir, routes_dir, name="sluice", fixtures=False):
+    """A SluiceProcess with its state dir under the test's directory; `fixtures`: the test
+    fixture plugins (gate-sink, async-sink, ...) are loaded beside the shipped ones."""
+    extra = []
+    if fixtures:
+        where = harness.FIXTURES / "sdk-fixtures"
+        assert where.is_dir(), f"the test fixture plugins are not built: {where} is missing"
+        extra = ["--plugins", str(where)]
+    return harness.SluiceProcess(workdir, routes_dir, Path(workdir) / "state", name=name,
+                                 extra_args=extra)
 
 
 def unique(prefix):

@@ -19,6 +19,8 @@ SLUICE = os.environ.get("SLUICE_BIN", str(BUILD / "sluice"))
 PLUGINS = os.environ.get("SLUICE_PLUGIN_DIR", str(BUILD / "plugins"))
 DEVKAFKA = os.environ.get("SLUICE_DEVKAFKA", str(BUILD / "tools/devkafka/sluice-devkafka"))
 REPLAY = os.environ.get("SLUICE_REPLAY", str(BUILD / "tools/replay/sluice-replay"))
+# Test fixture plugins (tests/abi/fixtures), built with the tests.
+FIXTURES = Path(os.environ.get("SLUICE_TEST_FIXTURE_DIR", str(BUILD / "tests/fixtures")))
 
 
 def require(program, package):

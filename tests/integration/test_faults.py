@@ -53,8 +53,8 @@ def start_publisher(broker, cleanup, streams, **kw):
     return pub
 
 
-def start_sluice(tmp_path, cleanup, routes_dir, name="sluice"):
-    proc = faults.sluice(tmp_path, routes_dir, name=name)
+def start_sluice(tmp_path, cleanup, routes_dir, name="sluice", fixtures=False):
+    proc = faults.sluice(tmp_path, routes_dir, name=name, fixtures=fixtures)
     cleanup.callback(proc.kill)
     return proc
 
@@ -71,9 +71,9 @@ def log_tail(proc, n=4000):
 def test_isolation_faulty_routes_leave_healthy_ones_alone(tmp_path, mosquitto, cleanup):
     """Two healthy routes share one process with four faulty ones: Kafka unreachable (a free
     port: connections refused), Kafka hanging (a listener that accepts and never answers), a
-    transform that rejects every message, and a sink that hangs inside a plugin call (file-sink
-    on a FIFO without a reader: open(2) of a FIFO for writing blocks until a reader opens it,
-    so the sink's write never returns; nothing times it out but the host). The faulty routes
+    transform that rejects every message, and a sink that hangs inside a plugin call (the gate-sink
+    test fixture, whose write() waits for a file that never appears and ignores interrupt():
+    nothing times it out but the host). The faulty routes
     have small buffers, so they also fill up and hold back their MQTT sessions during the run.
     Healthy routes: nothing lost, nothing duplicated or reordered, every message in Kafka
     within 1 s of being published. SIGTERM: exit within drain_timeout_ms + 10 s, and the log
@@ -82,8 +82,6 @@ def test_isolation_faulty_routes_leave_healthy_ones_alone(tmp_path, mosquitto, c
     kafka = start_kafka(tmp_path, cleanup, topics)
     hole = BlackHole()
     cleanup.callback(hole.close)
-    fifo = tmp_path / "hang.fifo"
-    os.mkfifo(fifo)
     drain_ms = 5000
     small = 256 * 1024
     routes = tmp_path / "routes"
@@ -102,10 +100,12 @@ def test_isolation_faulty_routes_leave_healthy_ones_alone(tmp_path, mosquitto, c
         buffer(max_bytes=small, when_full="block"))
     add("badjson", kafka_sink(kafka.bootstrap, "f.badjson"),
         transforms=[{"json-transform": {"parse": "json"}}])
-    add("fifo", file_sink(fifo), buffer(max_bytes=small, when_full="drop_oldest"))
-    tags = ["h1", "h2", "unreach", "blackhole", "badjson", "fifo"]
+    add("hang", {"gate-sink": {"path": str(tmp_path / "hang.out"),
+                               "gate": str(tmp_path / "never")}},
+        buffer(max_bytes=small, when_full="drop_oldest"))
+    tags = ["h1", "h2", "unreach", "blackhole", "badjson", "hang"]
 
-    proc = start_sluice(tmp_path, cleanup, routes).start()
+    proc = start_sluice(tmp_path, cleanup, routes, fixtures=True).start()
     wait_receiving(proc, ["h1", "h2"], timeout=30)
     with contextlib.suppress(TimeoutError):
         wait_receiving(proc, tags, timeout=5)
@@ -146,7 +146,7 @@ def test_isolation_faulty_routes_leave_healthy_ones_alone(tmp_path, mosquitto, c
     assert bad_records == 0, f"{bad_records} rejected (non-JSON) messages reached f.badjson"
     assert rc is not None and took <= drain_ms / 1000 + 10, \
         f"sluice took {took:.1f} s to exit on SIGTERM (rc {rc}):\n{log[-4000:]}"
-    for tag in ("unreach", "blackhole", "fifo"):
+    for tag in ("unreach", "blackhole", "hang"):
         n = faults.undelivered(log, tag)
         assert n is not None and n > 0, \
             f"route {tag}: the log does not report how many messages were not delivered"

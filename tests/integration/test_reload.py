@@ -15,15 +15,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from harness import (SLUICE, SluiceProcess, free_port, manifest, proc_status, require,
+from harness import (FIXTURES, SLUICE, SluiceProcess, free_port, manifest, proc_status, require,
                      route, wait_for)
 
 TOKEN = "reload-test-token"
-FIXTURES = Path(os.environ.get("SLUICE_TEST_FIXTURE_DIR", "build/dev/tests/fixtures"))
 
 
 TRAFFIC = []  # stopped by the fixture below when a test fails before it stops its own

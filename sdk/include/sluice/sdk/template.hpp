@@ -72,8 +72,18 @@ public:
     /// Appends the rendering for `m` to `out`. Returns false when a variable had no value
     /// (missing topic level, JSON field, key or header): it rendered as empty text.
     bool render(MessageView m, const RenderContext& ctx, std::string& out) const {
+        return render(m, ctx, out, [](std::string&, std::size_t) {});
+    }
+
+    /// As render(), and `clean(out, from)` is called after each variable with the offset
+    /// where its text starts: for plugins that build names (files, topics) of what a message
+    /// carries, so that a message cannot put a separator or a control character there. The
+    /// template's literal text is the manifest's and is left as written.
+    template <class Clean>
+    bool render(MessageView m, const RenderContext& ctx, std::string& out, Clean&& clean) const {
         bool complete = true;
         for (const auto& p : parts_) {
+            const std::size_t from = out.size();
             switch (p.kind) {
                 case Kind::literal:
                     out.append(p.text);
@@ -113,8 +123,15 @@ public:
                     break;
                 }
             }
+            if (p.kind != Kind::literal) clean(out, from);
         }
         return complete;
+    }
+
+    /// The template's text before its first variable (all of it when it has none).
+    std::string_view constant_prefix() const {
+        if (!parts_.empty() && parts_.front().kind == Kind::literal) return parts_.front().text;
+        return {};
     }
 
     /// Level `index` (0-based) of an MQTT topic; a null view when it has fewer levels.
@@ -130,8 +147,16 @@ public:
     }
 
 private:
-    enum class Kind : std::uint8_t { literal, topic, topic_level, json, key, route, timestamp_ms,
-                                     header };
+    enum class Kind : std::uint8_t {
+        literal,
+        topic,
+        topic_level,
+        json,
+        key,
+        route,
+        timestamp_ms,
+        header
+    };
     struct Part {
         Kind kind;
         std::string text;  // literal text, JSON path or header name
@@ -178,8 +203,7 @@ private:
         if (name.starts_with("json.") && name.size() > 5) {
             const std::string_view path = name.substr(5);
             if (path.find("..") != std::string_view::npos || path.back() == '.') {
-                throw TemplateError("empty field name in '{{" + std::string(name) + "}}'" +
-                                    where);
+                throw TemplateError("empty field name in '{{" + std::string(name) + "}}'" + where);
             }
             return parts_.push_back({Kind::json, std::string(path)});
         }
