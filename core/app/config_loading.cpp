@@ -7,6 +7,7 @@
 
 #include "cli.hpp"
 #include "sluice/core/log.hpp"
+#include "sluice/core/log_hygiene.hpp"
 
 namespace sluice::cli {
 
@@ -87,7 +88,7 @@ HostConfig resolve_config(const Options& o, Diagnostics& diag) {
 }
 
 void print_plugin_errors(const std::vector<std::string>& errors) {
-    for (const auto& e : errors) std::cerr << "error: " << e << "\n";
+    for (const auto& e : errors) std::cerr << "error: " << sluice::log::escape_text(e) << "\n";
 }
 
 std::optional<Loaded> load_everything(const Options& o, PluginRegistry& registry,

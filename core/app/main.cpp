@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "sluice/core/log_hygiene.hpp"
 #include "sluice/core/plugin_docs.hpp"
 #include "sluice/core/scaffold.hpp"
 
@@ -177,8 +178,12 @@ int cmd_plugins(const Options& o) {
             id.resize(width, ' ');
             std::string kind = sluice::kind_name(p->kind);
             kind.resize(9, ' ');
-            std::cout << id << "  " << kind << "  " << p->version << "  "
-                      << (p->descriptor.summary ? p->descriptor.summary : "") << "\n";
+            // A library's strings reach the terminal: escaped like everything a plugin says.
+            std::cout << sluice::log::escape_text(id) << "  " << kind << "  "
+                      << sluice::log::escape_text(p->version) << "  "
+                      << sluice::log::escape_text(p->descriptor.summary ? p->descriptor.summary
+                                                                        : "")
+                      << "\n";
         }
         return errors.empty() ? kExitOk : kExitInvalid;
     }
@@ -219,7 +224,7 @@ int cmd_check(const Options& o) {
     std::cout << "ok: " << loaded->routes.size() << " route(s) in " << loaded->files
               << " manifest file(s) are valid\n";
     for (const auto& r : loaded->routes) {
-        std::cout << "  " << r.name << ": " << r.source.plugin->id;
+        std::cout << "  " << sluice::log::escape_text(r.name) << ": " << r.source.plugin->id;
         for (const auto& t : r.transforms) std::cout << " -> " << t.plugin->id;
         std::cout << " -> " << r.sink.plugin->id << "\n";
     }

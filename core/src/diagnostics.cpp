@@ -1,15 +1,19 @@
 #include "sluice/core/diagnostics.hpp"
 
+#include "sluice/core/log_hygiene.hpp"
+
 namespace sluice {
 
+// Names and values in a message come from manifests and may hold escape sequences or invalid
+// UTF-8; `sluice check` prints this to a terminal.
 std::string Diagnostic::to_string() const {
-    std::string out = where.file;
+    std::string out = log::escape_text(where.file);
     if (where.line > 0) {
         out += ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
     }
     out += ": ";
-    if (!path.empty()) out += path + ": ";
-    out += message;
+    if (!path.empty()) out += log::escape_text(path) + ": ";
+    out += log::escape_text(message);
     return out;
 }
 

@@ -122,6 +122,16 @@ std::string valid_utf8(std::string_view raw) {
     return out;
 }
 
+std::size_t invalid_utf8_at(std::string_view raw) {
+    for (std::size_t i = 0; i < raw.size();) {
+        char32_t cp = 0;
+        const std::size_t n = utf8_length(raw, i, cp);
+        if (n == 0) return i;
+        i += n;
+    }
+    return std::string_view::npos;
+}
+
 FloodLimiter::FloodLimiter(std::size_t burst, Clock::duration window, std::size_t max_keys)
     : burst_(burst), window_(window), max_keys_(max_keys) {}
 

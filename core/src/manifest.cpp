@@ -11,6 +11,7 @@
 #include <set>
 
 #include "sluice/core/admin/http_server.hpp"
+#include "sluice/core/config_file.hpp"
 #include "sluice/sdk/template.hpp"
 
 namespace sluice {
@@ -88,6 +89,7 @@ public:
         e.key = f.name;
         e.type = f.type;
         e.secret = (f.flags & SLUICE_FIELD_SECRET) != 0;
+        secret_ = e.secret;
         const auto fail = [&](const std::string& message) {
             diag_.add(where, path, message);
             return std::nullopt;
@@ -172,6 +174,8 @@ public:
         }
         auto text = scalar(value, where, path);
         if (!text) return std::nullopt;
+        // What the messages below quote of a secret value is its mask, never the value.
+        const std::string shown = e.secret ? std::string(kSecretMask) : *text;
         switch (f.type) {
             case SLUICE_FIELD_STRING:
                 break;
@@ -187,7 +191,7 @@ public:
                 } else if (lower == "false" || lower == "no" || lower == "off") {
                     *text = "false";
                 } else {
-                    return fail("expected true or false, got '" + *text + "'");
+                    return fail("expected true or false, got '" + shown + "'");
                 }
                 break;
             }
@@ -196,7 +200,7 @@ public:
                 const auto [end, ec] =
                     std::from_chars(text->data(), text->data() + text->size(), v);
                 if (ec != std::errc{} || end != text->data() + text->size()) {
-                    return fail("expected an integer, got '" + *text + "'");
+                    return fail("expected an integer, got '" + shown + "'");
                 }
                 if (!in_range(f, static_cast<double>(v), where, path)) return std::nullopt;
                 break;
@@ -208,7 +212,7 @@ public:
                     v = std::stod(*text, &used);
                     if (used != text->size()) throw std::invalid_argument(*text);
                 } catch (const std::exception&) {
-                    return fail("expected a number, got '" + *text + "'");
+                    return fail("expected a number, got '" + shown + "'");
                 }
                 if (!in_range(f, v, where, path)) return std::nullopt;
                 break;
@@ -219,7 +223,7 @@ public:
                     allowed.emplace_back(*p);
                 }
                 if (std::find(allowed.begin(), allowed.end(), *text) == allowed.end()) {
-                    return fail("'" + *text + "' is not one of: " + join(allowed));
+                    return fail("'" + shown + "' is not one of: " + join(allowed));
                 }
                 break;
             }
@@ -236,8 +240,18 @@ private:
                                       const std::string& path) {
         std::string error;
         auto out = interpolate(n.Scalar(), env_, error);
-        if (!out) diag_.add(where, path, error);
+        if (!out) diag_.add(where, path, secret_ ? redacted(error, n.Scalar()) : error);
         return out;
+    }
+
+    // `message` with every copy of `value` masked (interpolation errors quote the text).
+    static std::string redacted(std::string message, const std::string& value) {
+        if (value.empty()) return message;
+        for (auto at = message.find(value); at != std::string::npos;
+             at = message.find(value, at + kSecretMask.size())) {
+            message.replace(at, value.size(), kSecretMask);
+        }
+        return message;
     }
 
     bool check_template(const std::string& text, const SourceLocation& where,
@@ -246,7 +260,9 @@ private:
             sdk::Template::compile(text);
             return true;
         } catch (const sdk::TemplateError& e) {
-            diag_.add(where, path, std::string("bad template '") + text + "': " + e.what());
+            diag_.add(where, path,
+                      std::string("bad template '") + (secret_ ? std::string(kSecretMask) : text) +
+                          "': " + (secret_ ? redacted(e.what(), text) : std::string(e.what())));
             return false;
         }
     }
@@ -256,8 +272,8 @@ private:
         if ((f.flags & SLUICE_FIELD_RANGE) == 0) return true;
         if (v >= f.min_value && v <= f.max_value) return true;
         diag_.add(where, path,
-                  format_number(v) + " is outside " + format_number(f.min_value) + ".." +
-                      format_number(f.max_value));
+                  (secret_ ? std::string(kSecretMask) : format_number(v)) + " is outside " +
+                      format_number(f.min_value) + ".." + format_number(f.max_value));
         return false;
     }
 
@@ -272,9 +288,12 @@ private:
         return "a " + type_name(f.type);
     }
 
+    static constexpr std::string_view kSecretMask = "***";
+
     const std::string& file_;
     Diagnostics& diag_;
     const EnvLookup& env_;
+    bool secret_ = false;  // the option being checked is secret
 };
 
 // Validates a mapping against a field table; returns the entries, including defaults.
@@ -371,8 +390,14 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
     host.file = file;
     const std::string name = file.string();
     YAML::Node doc;
+    Diagnostic unreadable;
+    const auto text = read_config_file(file, unreadable);
+    if (!text) {
+        diag.add(unreadable.where, "", "host config " + unreadable.message);
+        return host;
+    }
     try {
-        doc = YAML::LoadFile(name);
+        doc = YAML::Load(*text);
     } catch (const YAML::ParserException& e) {
         diag.add(location(name, e.mark), "", std::string("malformed YAML: ") + e.msg);
         return host;
@@ -486,14 +511,16 @@ std::vector<fs::path> manifest_files(const std::vector<fs::path>& paths, Diagnos
             std::vector<fs::path> found;
             for (const auto& entry : fs::directory_iterator(p, ec)) {
                 const auto ext = entry.path().extension();
-                if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
-                    found.push_back(entry.path());
-                }
+                if (ext != ".yaml" && ext != ".yml") continue;
+                // Anything else named like a manifest (a FIFO, a dangling link) is passed on
+                // so that reading it reports what it is, instead of it vanishing silently.
+                // A directory named x.yaml is not a manifest.
+                if (!entry.is_directory(ec)) found.push_back(entry.path());
             }
             std::sort(found.begin(), found.end());
             files.insert(files.end(), found.begin(), found.end());
-        } else if (fs::is_regular_file(p, ec)) {
-            files.push_back(p);
+        } else if (fs::exists(fs::symlink_status(p, ec))) {
+            files.push_back(p);  // not a regular file: reading it says what it is
         } else {
             diag.add({p.string(), 0, 0}, "", "route manifest path does not exist");
         }
@@ -757,8 +784,15 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
         const std::string file = path.string();
         const std::size_t file_errors_before = diag.size();
         std::vector<YAML::Node> docs;
+        Diagnostic unreadable;
+        const auto text = read_config_file(path, unreadable);
+        if (!text) {
+            diag.add(unreadable.where, "", "route manifest " + unreadable.message);
+            reject(file, "", file_errors_before);
+            continue;
+        }
         try {
-            docs = YAML::LoadAllFromFile(file);
+            docs = YAML::LoadAll(*text);
         } catch (const YAML::ParserException& e) {
             diag.add(location(file, e.mark), "", std::string("malformed YAML: ") + e.msg);
             reject(file, "", file_errors_before);

@@ -286,3 +286,48 @@ def test_a_manifest_cannot_make_librdkafka_load_code_or_run_commands(tmp_path):
     r = sluice("check", "-c", str(cfg))
     assert r.returncode == 1
     assert "allow_properties: 'linger.ms' needs no allowing" in r.stderr, r.stderr
+
+
+def mqtt_route(extra, url="tcp://127.0.0.1:9"):
+    return ("route: m\nsource:\n  mqtt-source:\n"
+            f"    url: [{url}]\n    topics: [a/#]\n{extra}"
+            "sink: {file-sink: {path: /tmp/sluice-cli-test/m.jsonl}}\n")
+
+
+def test_check_never_prints_a_secret_value(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    # An interpolation mistake in a secret: the message says what is wrong, not the value.
+    manifest.write_text(mqtt_route('    username: u\n    password: "hunter2${oops"\n'))
+    r = sluice("check", *with_plugins("--routes", str(manifest)))
+    assert r.returncode == 1
+    assert "source mqtt-source > password: unclosed '${' in '***'" in r.stderr, r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
+
+
+def test_check_output_cannot_drive_the_terminal(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text('route: "x\\e]0;owned\\a\\e[2J"\n'
+                        "source: {test-source: {generate: 1}}\n"
+                        "sink: {file-sink: {path: /tmp/x.jsonl}}\n")
+    r = sluice("check", *with_plugins("--routes", str(manifest)))
+    assert r.returncode == 1
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr, repr(r.stderr)
+    assert "x\\x1b]0;owned\\x07\\x1b[2J" in r.stderr, r.stderr
+
+
+def test_non_regular_and_non_utf8_files_are_reported_not_read(tmp_path):
+    r = sluice("check", "-c", "/dev/zero", *with_plugins(), timeout=20)
+    assert r.returncode == 1
+    assert "/dev/zero: host config is a character device, not a regular file: not read" in r.stderr
+    fifo = tmp_path / "routes.yaml"
+    os.mkfifo(fifo)
+    r = sluice("check", *with_plugins("--routes", str(fifo)), timeout=20)
+    assert r.returncode == 1
+    assert f"{fifo}: route manifest is a FIFO, not a regular file: not read" in r.stderr, r.stderr
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("route: caf\u00e9\n".encode("latin-1"))
+    r = sluice("check", *with_plugins("--routes", str(latin1)))
+    assert r.returncode == 1
+    assert (f"{latin1}:1:11: route manifest is not valid UTF-8 (byte 0xe9): save the file as "
+            "UTF-8") in r.stderr, r.stderr
+

@@ -24,6 +24,9 @@ std::string escape_text(std::string_view raw);
 /// become the text `\xNN`, so that every line is valid UTF-8 (and so valid JSON).
 std::string valid_utf8(std::string_view raw);
 
+/// The offset of the first byte that does not start a valid UTF-8 sequence, or npos.
+std::size_t invalid_utf8_at(std::string_view raw);
+
 /// Decides which of many identical lines (same scope, level and text) are written: the first
 /// `burst` of each window, then nothing until the window ends; the first line written after
 /// that says how many were left out. Thread-safe; the lock is held only to update a counter.
