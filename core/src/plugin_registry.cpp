@@ -13,6 +13,8 @@
 #include <mutex>
 #include <utility>
 
+#include "sluice/core/config_file.hpp"
+
 namespace sluice {
 
 namespace fs = std::filesystem;
@@ -104,6 +106,28 @@ int copy_to_memfd(const fs::path& path, std::string& error) {
 std::shared_ptr<PluginLibrary> load_library(const fs::path& path, const std::string& id,
                                             const std::string& identity, LibraryCache& cache,
                                             std::string& error, bool& opened);
+
+// Why `path` may not be trusted to hold plugin code, or "" when it may: like sshd's
+// StrictModes, anything another user could write to (group- or world-writable, or owned by a
+// user other than root or this one) could make this process run their code.
+std::string untrusted_because(const fs::path& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return "";  // opening it reports what is wrong
+    std::string why;
+    if ((st.st_mode & S_IWOTH) != 0) {
+        why = "is writable by every user";
+    } else if ((st.st_mode & S_IWGRP) != 0) {
+        why = "is writable by its group";
+    } else if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+        why = "is owned by user " + std::to_string(st.st_uid) + ", neither root nor this user (" +
+              std::to_string(::geteuid()) + ")";
+    } else {
+        return "";
+    }
+    return path.string() + ": " + why +
+           ", so plugins from it are not loaded: fix with 'chmod go-w " + path.string() +
+           "' (and chown to root or the user sluice runs as)";
+}
 
 // The library at `path`, loaded once per file identity; nullptr with `error` when it cannot
 // be loaded or is not a plugin library this host can use.
@@ -237,6 +261,10 @@ std::vector<std::string> PluginRegistry::load_directories(const std::vector<fs::
             errors.push_back(dir.string() + ": plugin directory does not exist");
             continue;
         }
+        if (auto why = untrusted_because(dir); !why.empty()) {
+            errors.push_back(std::move(why));
+            continue;
+        }
         std::vector<fs::path> found;
         if (fs::exists(dir / "plugin.yaml")) found.push_back(dir / "plugin.yaml");
         for (auto it = fs::recursive_directory_iterator(dir, ec);
@@ -249,33 +277,41 @@ std::vector<std::string> PluginRegistry::load_directories(const std::vector<fs::
                 it.disable_recursion_pending();
                 continue;
             }
-            if (it->is_regular_file() && it->path().filename() == "plugin.yaml" &&
+            // Not only regular files: reading a plugin.yaml that is a FIFO reports it.
+            if (it->path().filename() == "plugin.yaml" && !it->is_directory(ec) &&
                 it->path().parent_path() != dir) {
                 found.push_back(it->path());
             }
         }
         std::sort(found.begin(), found.end());  // deterministic duplicate reporting
         for (const auto& p : found) {
-            if (auto err = load_manifest(p); !err.empty()) errors.push_back(err);
+            if (auto err = load_manifest(p, dir); !err.empty()) errors.push_back(err);
         }
     }
     return errors;
 }
 
-std::string PluginRegistry::load_manifest(const fs::path& plugin_yaml) {
+std::string PluginRegistry::load_manifest(const fs::path& plugin_yaml, const fs::path& root) {
     // One broken plugin directory must not take the others down with it.
     try {
-        return load_manifest_checked(plugin_yaml);
+        return load_manifest_checked(plugin_yaml, root);
     } catch (const std::exception& e) {
         return plugin_yaml.string() + ": cannot load plugin: " + e.what();
     }
 }
 
-std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
+std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml,
+                                                  const fs::path& root) {
     const std::string where = plugin_yaml.string();
+    for (const auto& p : {plugin_yaml.parent_path(), plugin_yaml}) {
+        if (auto why = untrusted_because(p); !why.empty()) return why;
+    }
+    Diagnostic unreadable;
+    const auto contents = read_config_file(plugin_yaml, unreadable);
+    if (!contents) return unreadable.to_string();
     YAML::Node doc;
     try {
-        doc = YAML::LoadFile(where);
+        doc = YAML::Load(*contents);
     } catch (const YAML::Exception& e) {
         return where + ": malformed plugin.yaml: " + e.what();
     }
@@ -294,7 +330,21 @@ std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml) {
     }
     std::string library_name = text("library");
     if (library_name.empty()) library_name = "sluice-" + id + ".so";
-    const fs::path library_path = fs::absolute(plugin_yaml.parent_path() / library_name);
+    // A plugin.yaml that names a library elsewhere could make sluice load any library on the
+    // machine (checked on the names, before any symbolic link is followed).
+    const auto normal = [](const fs::path& p) {
+        fs::path n = fs::absolute(p).lexically_normal();
+        return n.has_filename() ? n : n.parent_path();  // "dir/" is "dir"
+    };
+    const fs::path folder = normal(plugin_yaml.parent_path());
+    const fs::path inside = root.empty() ? folder : normal(root);
+    const fs::path library_path = (folder / library_name).lexically_normal();
+    const fs::path rel = library_path.lexically_relative(inside);
+    if (fs::path(library_name).is_absolute() || rel.empty() || *rel.begin() == "..") {
+        return where + ": library '" + library_name + "' is outside the plugin directory " +
+               inside.string() + ": install the library there";
+    }
+    if (auto why = untrusted_because(library_path); !why.empty()) return why;
     if (const auto* existing = find(id)) {
         return where + ": duplicate plugin id '" + id + "': already loaded from " +
                existing->manifest.string() + " (remove one of the two directories)";

@@ -1,9 +1,11 @@
 // The plugin loader against fixture libraries: each rejection names the file, the versions
 // and the remedy; acceptable libraries load and run.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "sluice/core/plugin_instance.hpp"
@@ -190,4 +192,100 @@ TEST_CASE("registries share an unchanged library; a replaced one loads beside th
     CHECK(std::string(v1->descriptor.version) == "1.0.0");
     CHECK(std::string(v2->descriptor.version) == "2.0.0");
     fs::remove_all(dir.parent_path());
+}
+
+namespace {
+
+// A copy of the "good" fixture in a fresh directory, to change modes and plugin.yaml on.
+struct GoodCopy {
+    GoodCopy() {
+        std::string t = (fs::temp_directory_path() / "sluice-loader-test-XXXXXX").string();
+        REQUIRE(::mkdtemp(t.data()) != nullptr);
+        root = t;
+        ::chmod(root.c_str(), 0755);
+        folder = root / "good";
+        fs::copy(kFixtures / "good", folder, fs::copy_options::recursive);
+    }
+    ~GoodCopy() {
+        std::error_code ec;
+        fs::remove_all(root, ec);
+    }
+    GoodCopy(const GoodCopy&) = delete;
+    GoodCopy& operator=(const GoodCopy&) = delete;
+    std::vector<std::string> load() const {
+        sluice::PluginRegistry r;
+        return r.load_directories({root});
+    }
+    fs::path root;
+    fs::path folder;
+};
+
+}  // namespace
+
+TEST_CASE("plugin files other users can write are not loaded", "[abi][security]") {
+    GoodCopy copy;
+    REQUIRE(copy.load().empty());  // the copy as made is fine
+
+    SECTION("a world-writable library") {
+        const auto lib = copy.folder / "sluice-fx-good.so";
+        ::chmod(lib.c_str(), 0777);
+        const auto errors = copy.load();
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0] == lib.string() +
+                               ": is writable by every user, so plugins from it are not loaded: "
+                               "fix with 'chmod go-w " +
+                               lib.string() + "' (and chown to root or the user sluice runs as)");
+    }
+    SECTION("a group-writable plugin.yaml") {
+        ::chmod((copy.folder / "plugin.yaml").c_str(), 0664);
+        const auto errors = copy.load();
+        REQUIRE(errors.size() == 1);
+        CHECK_THAT(errors[0], Catch::StartsWith((copy.folder / "plugin.yaml").string() +
+                                                ": is writable by its group"));
+    }
+    SECTION("a group-writable plugin folder") {
+        ::chmod(copy.folder.c_str(), 0775);
+        const auto errors = copy.load();
+        REQUIRE(errors.size() == 1);
+        CHECK_THAT(errors[0], Catch::StartsWith(copy.folder.string() + ": is writable"));
+    }
+    SECTION("a world-writable plugin directory (like /tmp)") {
+        ::chmod(copy.root.c_str(), 01777);
+        const auto errors = copy.load();
+        REQUIRE(errors.size() == 1);
+        CHECK_THAT(errors[0],
+                   Catch::StartsWith(copy.root.string() + ": is writable by every user"));
+    }
+}
+
+TEST_CASE("plugin.yaml cannot name a library outside the plugin directory", "[abi][security]") {
+    GoodCopy copy;
+    const auto plugin_yaml = [&](const std::string& library) {
+        std::ofstream(copy.folder / "plugin.yaml", std::ios::trunc)
+            << "id: fx-good\nkind: sink\nversion: 1.0.0\nlibrary: " << library << "\n";
+    };
+    for (const std::string& library :
+         {std::string("../../elsewhere/sluice-fx-good.so"), std::string("/usr/lib/libc.so.6"),
+          std::string("sub/../../../good/sluice-fx-good.so")}) {
+        plugin_yaml(library);
+        const auto errors = copy.load();
+        REQUIRE(errors.size() == 1);
+        CHECK(errors[0] == (copy.folder / "plugin.yaml").string() + ": library '" + library +
+                               "' is outside the plugin directory " + copy.root.string() +
+                               ": install the library there");
+    }
+    // One library may serve the plugins of several folders of the same plugin directory.
+    fs::rename(copy.folder / "sluice-fx-good.so", copy.root / "sluice-fx-good.so");
+    plugin_yaml("../sluice-fx-good.so");
+    CHECK(copy.load().empty());
+}
+
+TEST_CASE("a plugin.yaml that is a FIFO is reported, not waited on", "[abi][security]") {
+    GoodCopy copy;
+    fs::remove(copy.folder / "plugin.yaml");
+    REQUIRE(::mkfifo((copy.folder / "plugin.yaml").c_str(), 0644) == 0);
+    const auto errors = copy.load();
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0] ==
+          (copy.folder / "plugin.yaml").string() + ": is a FIFO, not a regular file: not read");
 }

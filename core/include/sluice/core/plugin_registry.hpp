@@ -61,8 +61,11 @@ public:
     /// plugin.yaml). Returns one message per rejected plugin; the others stay usable.
     std::vector<std::string> load_directories(const std::vector<std::filesystem::path>& dirs);
 
-    /// Loads the plugin described by one plugin.yaml; returns an error message or "".
-    std::string load_manifest(const std::filesystem::path& plugin_yaml);
+    /// Loads the plugin described by one plugin.yaml; returns an error message or "". Its
+    /// `library:` must lie inside `root` (the plugin directory it was found in; one library
+    /// may serve the plugins of several folders), or inside its own folder when `root` is empty.
+    std::string load_manifest(const std::filesystem::path& plugin_yaml,
+                              const std::filesystem::path& root = {});
 
     const PluginInfo* find(std::string_view id) const;
     /// The same, by shared ownership: what routes hold, so that they outlive this registry.
@@ -71,7 +74,8 @@ public:
     std::string known_ids() const;
 
 private:
-    std::string load_manifest_checked(const std::filesystem::path& plugin_yaml);
+    std::string load_manifest_checked(const std::filesystem::path& plugin_yaml,
+                                      const std::filesystem::path& root);
     std::map<std::string, std::shared_ptr<const PluginInfo>, std::less<>> plugins_;
 };
 
