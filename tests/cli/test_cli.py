@@ -331,3 +331,11 @@ def test_non_regular_and_non_utf8_files_are_reported_not_read(tmp_path):
     assert (f"{latin1}:1:11: route manifest is not valid UTF-8 (byte 0xe9): save the file as "
             "UTF-8") in r.stderr, r.stderr
 
+
+def test_a_tls_fail_over_to_plain_text_is_refused(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(mqtt_route("", url="ssl://a.example:8883, tcp://b.example:1883"))
+    r = sluice("check", *with_plugins("--routes", str(manifest)))
+    assert r.returncode == 1
+    assert ("source mqtt-source > url: mixes ssl:// and tcp:// urls: a fail-over would drop TLS"
+            in r.stderr), r.stderr

@@ -105,7 +105,8 @@ sdk::Spec MqttSource::spec() {
                 .description(
                     "Broker address, `tcp://host:port` or `ssl://host:port` (TLS). With several "
                     "urls, every connect tries them in order and uses the first that answers "
-                    "(fail-over between the brokers of a cluster)."));
+                    "(fail-over between the brokers of a cluster). All urls of a list use the "
+                    "same scheme: a fail-over from `ssl://` to `tcp://` would drop TLS."));
     s.field(Field::list("topics")
                 .required()
                 .example("[sensors/+/temperature, \"$share/sluice/alarms/#\"]")
@@ -191,7 +192,9 @@ sdk::Spec MqttSource::spec() {
                 .secret()
                 .example("${MQTT_PASSWORD}")
                 .description("Password sent to the broker; never logged. Keep it out of the "
-                             "manifest with `${MQTT_PASSWORD}`."));
+                             "manifest with `${MQTT_PASSWORD}`. Sent over `tcp://` to a host "
+                             "that is not this machine, it travels in the clear: a warning is "
+                             "logged at start."));
     s.field(Field::string("ca_file")
                 .example("/etc/sluice/mqtt-ca.pem")
                 .description(
@@ -204,7 +207,8 @@ sdk::Spec MqttSource::spec() {
     s.field(Field::boolean("verify").default_value("true").description(
         "Verify that the broker's certificate is signed by a trusted CA and issued for "
         "the host name in the url. Turn it off only for tests: without it anyone "
-        "between Sluice and the broker can pose as the broker."));
+        "between Sluice and the broker can pose as the broker (a warning is logged at "
+        "start)."));
     s.field(
         Field::enumeration("connection", {"dedicated", "shared"})
             .default_value("dedicated")
@@ -365,6 +369,7 @@ void MqttSource::start(sdk::Emitter out) {
         out_ = out;
         accepting_ = true;
     }
+    for (const auto& w : mqtt_source::start_warnings(settings_)) host_.warn(w);
     std::string topics;
     for (const auto& t : settings_.topics) topics += (topics.empty() ? "" : ", ") + t;
     const std::uint32_t max_packet =

@@ -1,5 +1,6 @@
 #include "settings.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -66,12 +67,50 @@ std::string url_error(std::string_view url) {
     return {};
 }
 
+bool loopback_url(std::string_view url) {
+    std::string_view host = url.substr(url.find("://") == std::string_view::npos ? 0 : 6);
+    if (!host.empty() && host.front() == '[') {
+        host = host.substr(1, host.find(']') - 1);
+    } else {
+        host = host.substr(0, host.rfind(':'));
+    }
+    const bool ipv4_literal =
+        !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
+    return host == "localhost" || host == "::1" || (ipv4_literal && host.rfind("127.", 0) == 0);
+}
+
+std::vector<std::string> start_warnings(const Settings& s) {
+    std::vector<std::string> out;
+    if (s.uses_tls() && !s.verify) {
+        out.push_back(
+            "verify: false: the broker's certificate is not checked, so anyone on the "
+            "network path can pose as the broker and read or change the data");
+    }
+    if (s.has_password) {
+        for (const auto& u : s.urls) {
+            if (u.rfind("tcp://", 0) == 0 && !loopback_url(u)) {
+                out.push_back("the password goes to " + u +
+                              " unencrypted: use ssl:// for a broker that is not on this machine");
+            }
+        }
+    }
+    return out;
+}
+
 void check_settings(const sdk::Config& c, sdk::Diagnostics& d) {
     const auto urls = c.list("url");
     if (urls.empty()) d.report("url", "set at least one broker url, e.g. tcp://127.0.0.1:1883");
     for (std::size_t i = 0; i < urls.size(); ++i) {
         const std::string e = url_error(urls[i]);
         if (!e.empty()) d.report("url", "item " + std::to_string(i + 1) + ": " + e);
+    }
+    const auto tls_urls = std::count_if(urls.begin(), urls.end(),
+                                        [](const auto& u) { return u.rfind("ssl://", 0) == 0; });
+    if (tls_urls != 0 && tls_urls != static_cast<std::ptrdiff_t>(urls.size())) {
+        // A fail-over from ssl:// to tcp:// would send the password and the data in the clear.
+        d.report("url",
+                 "mixes ssl:// and tcp:// urls: a fail-over would drop TLS; use ssl:// "
+                 "for every url");
     }
 
     const auto topics = c.list("topics");

@@ -59,6 +59,13 @@ std::uint32_t maximum_packet_size(std::uint64_t max_payload_bytes);
 /// Returns "" when `url` is `tcp://host:port` or `ssl://host:port`, else why it is not.
 std::string url_error(std::string_view url);
 
+/// True when the url's host is this machine (localhost, 127.0.0.0/8, ::1).
+bool loopback_url(std::string_view url);
+
+/// What a valid configuration still does unsafely, logged as warnings at start: TLS without
+/// verification, a password sent over tcp:// to another machine.
+std::vector<std::string> start_warnings(const Settings& settings);
+
 /// Reports every cross-field problem of a configuration to `diag`.
 void check_settings(const sdk::Config& config, sdk::Diagnostics& diag);
 

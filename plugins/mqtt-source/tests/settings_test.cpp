@@ -12,8 +12,11 @@ using sluice::plugins::MqttSource;
 using sluice::plugins::mqtt_source::default_client_id;
 using sluice::plugins::mqtt_source::kMaxMqttPacket;
 using sluice::plugins::mqtt_source::kPublishAllowance;
+using sluice::plugins::mqtt_source::loopback_url;
 using sluice::plugins::mqtt_source::maximum_packet_size;
+using sluice::plugins::mqtt_source::Settings;
 using sluice::plugins::mqtt_source::stable_hash;
+using sluice::plugins::mqtt_source::start_warnings;
 using sluice::plugins::mqtt_source::topic_filter_error;
 using sluice::plugins::mqtt_source::url_error;
 using sluice::sdk::testing::ConfigBuilder;
@@ -132,6 +135,15 @@ TEST_CASE("validate reports each problem with its option", "[mqtt-source][valida
         REQUIRE(r.size() == 1);
         CHECK(r[0].key == "key_file");
     }
+    SECTION("ssl:// and tcp:// in one list: a fail-over must not drop TLS") {
+        auto v = base();
+        v.insert_or_assign("url", Value{"ssl://a:8883", "tcp://b:1883"});
+        const auto r = validate(v);
+        REQUIRE(r.size() == 1);
+        CHECK(r[0].key == "url");
+        CHECK(r[0].message ==
+              "mixes ssl:// and tcp:// urls: a fail-over would drop TLS; use ssl:// for every url");
+    }
     SECTION("ssl:// without ca_file uses the system CAs") {
         auto v = base();
         v.insert_or_assign("url", Value{"ssl://broker:8883"});
@@ -214,4 +226,30 @@ TEST_CASE("an unreadable ca_file fails create with the option named", "[mqtt-sou
     sluice_error err{};
     CHECK(d.create(host.api(), config.get(), &instance, &err) == SLUICE_FATAL);
     CHECK_THAT(std::string(err.message), Catch::Contains("ca_file"));
+}
+
+TEST_CASE("unsafe but valid settings are warned about at start", "[mqtt-source][security]") {
+    for (const char* local : {"tcp://localhost:1883", "tcp://127.0.0.1:1883", "tcp://127.8.9.1:1",
+                              "tcp://[::1]:1883"}) {
+        INFO(local);
+        CHECK(loopback_url(local));
+    }
+    for (const char* remote : {"tcp://broker:1883", "tcp://10.0.0.1:1883", "tcp://[::2]:1883",
+                               "tcp://127.example.com:1883"}) {
+        INFO(remote);
+        CHECK_FALSE(loopback_url(remote));
+    }
+    Settings s;
+    s.urls = {"tcp://127.0.0.1:1883", "tcp://broker.example:1883"};
+    CHECK(start_warnings(s).empty());  // no password: nothing secret goes in the clear
+    s.has_password = true;
+    CHECK(start_warnings(s) ==
+          std::vector<std::string>{"the password goes to tcp://broker.example:1883 unencrypted: "
+                                   "use ssl:// for a broker that is not on this machine"});
+    s.urls = {"ssl://broker.example:8883"};
+    CHECK(start_warnings(s).empty());
+    s.verify = false;
+    const auto w = start_warnings(s);
+    REQUIRE(w.size() == 1);
+    CHECK_THAT(w[0], Catch::StartsWith("verify: false: the broker's certificate is not checked"));
 }
