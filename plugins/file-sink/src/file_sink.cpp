@@ -149,6 +149,12 @@ bool path_problem(int err) {
            err == EINVAL || err == ETXTBSY || err == EEXIST;
 }
 
+// Never through a symbolic link, never anything that blocks on open (a FIFO).
+int open_for_append(int dir, const std::string& name) {
+    return ::openat(dir, name.c_str(),
+                    O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+}
+
 }  // namespace
 
 void FileSink::validate(const sdk::Config& config, sdk::Diagnostics& diag) {
@@ -254,9 +260,7 @@ FileSink::OpenFile* FileSink::open(const std::string& rel, std::string& problem)
     if (files_.size() >= max_open_) close_file(lru_.back());
     const int dir = open_dir(slash == std::string::npos ? "" : rel.substr(0, slash), problem);
     if (dir < 0) return nullptr;
-    const int fd =
-        ::openat(dir, name.c_str(),
-                 O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    const int fd = open_for_append(dir, name);
     const int err = errno;
     ::close(dir);
     if (fd < 0) {
@@ -317,9 +321,7 @@ void FileSink::rotate(const std::string& rel, OpenFile& f) {
         ::close(dir);
         throw sdk::Fatal("cannot rotate '" + shown(rel) + "': " + errno_text(err));
     }
-    const int fd =
-        ::openat(dir, name.c_str(),
-                 O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    const int fd = open_for_append(dir, name);
     const int err = errno;
     ::close(dir);
     if (fd < 0) {
