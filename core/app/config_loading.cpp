@@ -101,7 +101,7 @@ std::optional<Loaded> load_everything(const Options& o, PluginRegistry& registry
     const auto files = manifest_files(out.host.route_paths, diag);
     out.files = files.size();
     const auto host_options = check_plugin_settings(out.host, registry, diag, process_env());
-    out.routes = load_routes(files, registry, diag, process_env(), nullptr, &host_options);
+    out.routes = load_routes(files, registry, diag, manifest_env(out.host), nullptr, &host_options);
     check_memory_budget(out.routes, out.host, diag);
     if (!diag.empty()) {
         std::cerr << diag.to_string();
@@ -134,7 +134,8 @@ LoadedSet load_for_reload(const Options& o) {
     for (const auto& d : settings_diag.items()) out.errors.push_back(d.to_string());
     if (!out.errors.empty()) return out;
     Diagnostics diag;
-    out.routes = load_routes(files, registry, diag, process_env(), &out.rejected, &host_options);
+    out.routes =
+        load_routes(files, registry, diag, manifest_env(out.host), &out.rejected, &host_options);
     return out;
 }
 

@@ -1,5 +1,7 @@
 #include "sluice/core/interpolate.hpp"
 
+#include <fnmatch.h>
+
 #include <cstdlib>
 
 namespace sluice {
@@ -9,6 +11,33 @@ EnvLookup process_env() {
         if (const char* v = std::getenv(name.c_str())) return std::string(v);
         return std::nullopt;
     };
+}
+
+EnvLookup restrict_env(EnvLookup env, std::vector<std::string> patterns) {
+    return [env = std::move(env),
+            patterns = std::move(patterns)](const std::string& name) -> std::optional<std::string> {
+        for (const auto& p : patterns) {
+            if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return env(name);
+        }
+        std::string listed;
+        for (const auto& p : patterns) listed += (listed.empty() ? "" : ", ") + p;
+        throw EnvNotAllowed("environment variable '" + name +
+                            "' may not be read by route manifests: the host config's env_allow " +
+                            (listed.empty() ? "is empty" : "lists only " + listed));
+    };
+}
+
+std::string env_pattern_error(std::string_view pattern) {
+    if (pattern.empty()) return "an empty pattern matches nothing";
+    for (char c : pattern) {
+        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                        (c >= '0' && c <= '9') || c == '_' || c == '*';
+        if (!ok) {
+            return "'" + std::string(pattern) +
+                   "': a pattern is letters, digits, '_' and '*' (e.g. MQTT_*)";
+        }
+    }
+    return {};
 }
 
 std::optional<std::string> interpolate(std::string_view text, const EnvLookup& env,
@@ -54,7 +83,13 @@ std::optional<std::string> interpolate(std::string_view text, const EnvLookup& e
                 return std::nullopt;
             }
         }
-        const auto value = env(name);
+        std::optional<std::string> value;
+        try {
+            value = env(name);
+        } catch (const EnvNotAllowed& e) {
+            error = e.what();
+            return std::nullopt;
+        }
         if (value && !value->empty()) {
             out.append(*value);
         } else if (sep != std::string_view::npos) {

@@ -385,6 +385,10 @@ const std::map<std::string, std::string> kMovedRouteKeys = {
 
 }  // namespace
 
+EnvLookup manifest_env(const HostConfig& host) {
+    return host.env_allow ? restrict_env(process_env(), *host.env_allow) : process_env();
+}
+
 HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLookup& env) {
     HostConfig host;
     host.file = file;
@@ -416,6 +420,8 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
                    1024.0 * 1024 * 1024 * 1024),
         field_spec("admin", SLUICE_FIELD_MAP, "{}", "Admin HTTP settings."),
         field_spec("log", SLUICE_FIELD_MAP, "{}", "Logging: level and format."),
+        field_spec("env_allow", SLUICE_FIELD_LIST, nullptr,
+                   "The environment variables route manifests may read."),
     };
     bool ok = true;
     const SourceLocation where = location(name, doc.Mark());
@@ -447,6 +453,13 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
             host.state_dir = resolve(*e.value);
         } else if (e.key == "memory_limit") {
             host.memory_limit = std::stoull(*e.value);
+        } else if (e.key == "env_allow") {
+            host.env_allow = e.items;
+            for (const auto& p : e.items) {
+                if (auto why = env_pattern_error(p); !why.empty()) {
+                    diag.add(location(name, doc["env_allow"], where), "env_allow", why);
+                }
+            }
         } else if (e.key == "log" || e.key == "admin") {
             for (std::size_t i = 0; i < e.items.size(); ++i) {
                 const auto& k = e.items[i];

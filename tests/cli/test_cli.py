@@ -339,3 +339,23 @@ def test_a_tls_fail_over_to_plain_text_is_refused(tmp_path):
     assert r.returncode == 1
     assert ("source mqtt-source > url: mixes ssl:// and tcp:// urls: a fail-over would drop TLS"
             in r.stderr), r.stderr
+
+
+def test_env_allow_limits_what_manifests_read_from_the_environment(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("route: e\nsource: {test-source: {generate: 1, topic: \"${SECRET_TOKEN}\"}}\n"
+                        "sink: {file-sink: {path: \"${MQTT_OUT}/e.jsonl\"}}\n")
+    cfg = tmp_path / "sluice.yaml"
+    cfg.write_text(f"plugins: [{PLUGINS}]\nroutes: [{manifest}]\nenv_allow: [MQTT_*]\n")
+    env = {"SECRET_TOKEN": "s3cr3t", "MQTT_OUT": str(tmp_path)}
+    r = sluice("check", "-c", str(cfg), env=env)
+    assert r.returncode == 1
+    assert ("m.yaml:2:44: route e > source test-source > topic: environment variable "
+            "'SECRET_TOKEN' may not be read by route manifests: the host config's env_allow lists "
+            "only MQTT_*") in r.stderr, r.stderr
+    assert "s3cr3t" not in r.stderr
+    assert "1 error in" in r.stderr, r.stderr  # MQTT_OUT is allowed
+    # Without env_allow every variable may be read.
+    cfg.write_text(f"plugins: [{PLUGINS}]\nroutes: [{manifest}]\n")
+    r = sluice("check", "-c", str(cfg), env=env)
+    assert r.returncode == 0, r.stderr

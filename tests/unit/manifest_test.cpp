@@ -1,9 +1,9 @@
 // Manifest parsing and validation: a YAML snippet in, the exact diagnostics out.
-#include <catch2/catch.hpp>
+#include "sluice/core/manifest.hpp"
 
+#include <catch2/catch.hpp>
 #include <fstream>
 
-#include "sluice/core/manifest.hpp"
 #include "test_plugins.hpp"
 
 namespace fs = std::filesystem;
@@ -27,7 +27,8 @@ struct Result {
 
 Result load(const std::string& yaml) {
     static int n = 0;
-    const fs::path dir = fs::temp_directory_path() / ("sluice-manifest-test-" + std::to_string(::getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("sluice-manifest-test-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     const fs::path file = dir / ("m" + std::to_string(n++) + ".yaml");
     std::ofstream(file) << yaml;
@@ -69,8 +70,8 @@ TEST_CASE("a valid manifest loads with defaults filled in", "[core][manifest]") 
     REQUIRE(route.transforms.size() == 1);
     CHECK(route.sink.plugin->id == "file-sink");
     const auto& entries = route.sink.config->entries();
-    const auto path = std::find_if(entries.begin(), entries.end(),
-                                   [](const auto& e) { return e.key == "path"; });
+    const auto path =
+        std::find_if(entries.begin(), entries.end(), [](const auto& e) { return e.key == "path"; });
     REQUIRE(path != entries.end());
     CHECK(path->value == "/tmp/out/{{route}}.jsonl");  // ${VAR} replaced, template kept
     const auto format = std::find_if(entries.begin(), entries.end(),
@@ -138,9 +139,7 @@ TEST_CASE("validation errors name file:line:col, the path and the remedy", "[cor
         {"unset environment variable",
          head + "sink:\n  file-sink:\n    path: ${NOT_SET}/x\n",
          {":7:11: route r1 > sink file-sink > path: environment variable 'NOT_SET' is not set"}},
-        {"malformed YAML",
-         "route: r1\nsource: [unclosed\n",
-         {":3:1: malformed YAML: "}},
+        {"malformed YAML", "route: r1\nsource: [unclosed\n", {":3:1: malformed YAML: "}},
         {"unknown route-level key",
          head + sink + "queue: 5\n",
          {":8:1: route r1 > queue: unknown key 'queue' (allowed: batch_size, buffer, "
@@ -174,7 +173,8 @@ TEST_CASE("validation errors name file:line:col, the path and the remedy", "[cor
         {"dead_letter must be a sink",
          head + sink + "on_error: dead_letter\ndead_letter: {test-source: {generate: 1}}\n",
          {"'test-source' is a source plugin, not a sink"}},
-        {"bad route name", "route: Bad_Name\nsource: {test-source: {generate: 1}}\n" + sink,
+        {"bad route name",
+         "route: Bad_Name\nsource: {test-source: {generate: 1}}\n" + sink,
          {":1:8: route Bad_Name: route name must match [a-z0-9][a-z0-9-]*"}},
         {"stage with two plugins",
          head + "sink:\n  file-sink: {path: /x}\n  other: {}\n",
@@ -182,12 +182,15 @@ TEST_CASE("validation errors name file:line:col, the path and the remedy", "[cor
         {"plugin's own validate() (cross-field)",
          head + "transforms:\n  - json-transform: {parse: csv}\n" + sink,
          {":6:5: route r1 > transforms[0] json-transform > columns: parse: csv needs `columns`"}},
-        {"duplicate key", head + "    generate: 2\n" + sink,
+        {"duplicate key",
+         head + "    generate: 2\n" + sink,
          {":5:5: route r1 > source test-source > generate: duplicate key 'generate'"}},
         {"missing source", "route: r1\n" + sink, {"route r1: missing required key 'source'"}},
-        {"transforms not a list", head + "transforms: {json-transform: {}}\n" + sink,
+        {"transforms not a list",
+         head + "transforms: {json-transform: {}}\n" + sink,
          {"route r1 > transforms: expected a list of transforms, got a map"}},
-        {"duplicate route name", std::string(kValid) + "---\n" + kValid,
+        {"duplicate route name",
+         std::string(kValid) + "---\n" + kValid,
          {"route temps: duplicate route name: already defined at "}},
     };
     for (const auto& c : cases) {
@@ -227,7 +230,8 @@ sink:
 }
 
 TEST_CASE("host config: paths relative to the file, log and admin", "[core][manifest]") {
-    const fs::path dir = fs::temp_directory_path() / ("sluice-host-test-" + std::to_string(::getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("sluice-host-test-" + std::to_string(::getpid()));
     fs::create_directories(dir / "conf");
     std::ofstream(dir / "conf/sluice.yaml")
         << "plugins: [../plugins]\nroutes: [routes, /abs/r.yaml]\nstate_dir: state\n"
@@ -247,9 +251,10 @@ TEST_CASE("host config: paths relative to the file, log and admin", "[core][mani
     sluice::Diagnostics bad;
     sluice::load_host_config(dir / "conf/bad.yaml", bad, env());
     REQUIRE(bad.size() == 3);
-    CHECK_THAT(bad.to_string(), Catch::Contains(":1:1: plugin: unknown key 'plugin' (allowed: "
-                                                "admin, log, memory_limit, plugin_settings, "
-                                                "plugins, routes, state_dir)"));
+    CHECK_THAT(bad.to_string(),
+               Catch::Contains(":1:1: plugin: unknown key 'plugin' (allowed: "
+                               "admin, env_allow, log, memory_limit, plugin_settings, "
+                               "plugins, routes, state_dir)"));
     CHECK_THAT(bad.to_string(), Catch::Contains("log > level: 'loud' is not one of"));
     CHECK_THAT(bad.to_string(), Catch::Contains("log > colour: unknown key 'colour'"));
 }

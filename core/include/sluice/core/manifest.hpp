@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct HostConfig {
     /// What the memory buffers of all routes may hold together (their max_bytes plus
     /// headroom); checked when routes are loaded.
     std::uint64_t memory_limit = 2ull << 30;
+    /// `env_allow`: the only environment variables route manifests may read (name patterns);
+    /// without the key, any.
+    std::optional<std::vector<std::string>> env_allow;
     /// `plugin_settings`: per plugin id, the options that only the host config may set
     /// (SLUICE_FIELD_HOST), as parsed, and where they are; checked against the plugins' specs
     /// once the plugins are loaded (check_plugin_settings).
@@ -43,6 +47,9 @@ struct HostConfig {
     };
     std::map<std::string, PluginSettings> plugin_settings;
 };
+
+/// What route manifests read `${VAR}` from: the process environment, limited by `env_allow`.
+EnvLookup manifest_env(const HostConfig& host);
 
 /// The host-only options (SLUICE_FIELD_HOST) of every plugin that has any, validated, with
 /// their defaults, by plugin id: what each route's stage of that plugin gets.
