@@ -12,6 +12,7 @@
 
 #include "sluice/core/admin/http_server.hpp"
 #include "sluice/core/config_file.hpp"
+#include "sluice/core/yaml_documents.hpp"
 #include "sluice/sdk/template.hpp"
 
 namespace sluice {
@@ -400,15 +401,13 @@ HostConfig load_host_config(const fs::path& file, Diagnostics& diag, const EnvLo
         diag.add(unreadable.where, "", "host config " + unreadable.message);
         return host;
     }
-    try {
-        doc = YAML::Load(*text);
-    } catch (const YAML::ParserException& e) {
-        diag.add(location(name, e.mark), "", std::string("malformed YAML: ") + e.msg);
-        return host;
-    } catch (const YAML::Exception& e) {
-        diag.add({name, 0, 0}, "", std::string("cannot read host config: ") + e.what());
+    Diagnostic malformed;
+    const auto docs = parse_yaml_documents(*text, name, malformed);
+    if (!docs) {
+        diag.add(malformed.where, "", malformed.message);
         return host;
     }
+    if (!docs->empty()) doc = docs->front();
     static const char* const levels[] = {"trace", "debug", "info", "warn", "error", nullptr};
     static const char* const formats[] = {"text", "json", nullptr};
     std::vector<sluice_field_spec> fields = {
@@ -804,17 +803,14 @@ std::vector<RouteSpec> load_routes(const std::vector<fs::path>& files,
             reject(file, "", file_errors_before);
             continue;
         }
-        try {
-            docs = YAML::LoadAll(*text);
-        } catch (const YAML::ParserException& e) {
-            diag.add(location(file, e.mark), "", std::string("malformed YAML: ") + e.msg);
-            reject(file, "", file_errors_before);
-            continue;
-        } catch (const YAML::Exception& e) {
-            diag.add({file, 0, 0}, "", std::string("cannot read route manifest: ") + e.what());
+        Diagnostic malformed;
+        auto parsed = parse_yaml_documents(*text, file, malformed);
+        if (!parsed) {
+            diag.add(malformed.where, "", malformed.message);
             reject(file, "", file_errors_before);
             continue;
         }
+        docs = std::move(*parsed);
         for (const auto& doc : docs) {
             if (doc.IsNull()) continue;
             const SourceLocation doc_where = location(file, doc.Mark());

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "sluice/core/config_file.hpp"
+#include "sluice/core/yaml_documents.hpp"
 
 namespace sluice {
 
@@ -310,11 +311,10 @@ std::string PluginRegistry::load_manifest_checked(const fs::path& plugin_yaml,
     const auto contents = read_config_file(plugin_yaml, unreadable);
     if (!contents) return unreadable.to_string();
     YAML::Node doc;
-    try {
-        doc = YAML::Load(*contents);
-    } catch (const YAML::Exception& e) {
-        return where + ": malformed plugin.yaml: " + e.what();
-    }
+    Diagnostic malformed;
+    const auto docs = parse_yaml_documents(*contents, where, malformed);
+    if (!docs) return malformed.to_string();
+    if (!docs->empty()) doc = docs->front();
     if (!doc.IsMap()) {
         return where + ": plugin.yaml must be a map with id, kind, version and library";
     }

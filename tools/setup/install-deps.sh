@@ -7,7 +7,7 @@ packages=(
   # build
   cmake ninja-build g++ make pkg-config
   # host runtime and SDK
-  libboost-dev libboost-filesystem-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+  libboost-dev libboost-filesystem-dev libyaml-cpp-dev libyaml-dev libspdlog-dev libfmt-dev
   # tests (chromium: the status page's test, headless)
   catch2 python3 python3-pytest chromium
   # MQTT and Kafka (paho's CMake package asks for OpenSSL's headers: libssl-dev)
