@@ -20,16 +20,6 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
-std::string preview(std::string_view payload) {
-    constexpr std::size_t kMax = 40;
-    std::string out(payload.substr(0, kMax));
-    for (auto& c : out) {
-        if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    }
-    if (payload.size() > kMax) out += "...";
-    return out;
-}
-
 }  // namespace
 
 sdk::Spec JsonTransform::spec() {
@@ -140,18 +130,18 @@ std::string JsonTransform::parse(std::string_view payload) {
                     members_.push_back({k, v});
                     return true;
                 });
-                if (!ok) return "payload is not valid JSON: '" + preview(payload) + "'";
+                if (!ok) return "payload is not valid JSON: '" + sdk::text::excerpt(payload) + "'";
             } else if (json::is_valid(payload)) {
                 members_.push_back({field_.quoted, trim(payload)});
             } else {
-                return "payload is not valid JSON: '" + preview(payload) + "'";
+                return "payload is not valid JSON: '" + sdk::text::excerpt(payload) + "'";
             }
             return {};
         }
         case Parse::number: {
             const auto text = trim(payload);
             if (!json::is_number(text)) {
-                return "payload '" + preview(payload) + "' is not a number";
+                return "payload '" + sdk::text::excerpt(payload) + "' is not a number";
             }
             members_.push_back({field_.quoted, text});
             return {};
@@ -171,7 +161,7 @@ std::string JsonTransform::parse(std::string_view payload) {
                 const std::string_view cell = trim(rest.substr(0, sep));
                 if (i >= columns_.size()) {
                     return "CSV line has more than the " + std::to_string(columns_.size()) +
-                           " values named in `columns`: '" + preview(payload) + "'";
+                           " values named in `columns`: '" + sdk::text::excerpt(payload) + "'";
                 }
                 if (json::is_number(cell)) {
                     members_.push_back({columns_[i].quoted, cell});
@@ -187,7 +177,7 @@ std::string JsonTransform::parse(std::string_view payload) {
             }
             if (i != columns_.size()) {
                 return "CSV line has " + std::to_string(i) + " values, `columns` names " +
-                       std::to_string(columns_.size()) + ": '" + preview(payload) + "'";
+                       std::to_string(columns_.size()) + ": '" + sdk::text::excerpt(payload) + "'";
             }
             return {};
         }

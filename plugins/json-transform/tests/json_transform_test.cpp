@@ -132,3 +132,25 @@ TEST_CASE("json-transform survives hostile payloads", "[plugin][json-transform]"
     CHECK(h.rejections().size() == 3);
     CHECK(h.emitted().empty());
 }
+
+// Found by fuzz_json_transform: a reason quoted the payload's bytes raw (invalid UTF-8, DEL,
+// C1 and bidi controls), and cut it inside a character. Reasons reach logs, dead-letter
+// headers and /api/routes, so they are escaped like the host's log lines.
+TEST_CASE("json-transform quotes a bad payload printably in its reason",
+          "[plugin][json-transform]") {
+    Harness<JsonTransform> h({{"parse", "csv"}, {"columns", {"a", "b", "c"}}});
+    const std::string payload =
+        "\xff\x7f\xc2\x9b" "31m\xe2\x80\xae" "1," + std::string(40, 'x') + "\xc3\xa9";
+    REQUIRE(h.process({message("t", payload)}) == SLUICE_OK);
+    const auto rejected = h.rejections();
+    REQUIRE(rejected.size() == 1);
+    CHECK_THAT(rejected[0].reason,
+               Catch::Contains(std::string("'\\xff\\x7f\\xc2\\x9b31m\\u{202e}1,") +
+                               std::string(28, 'x') + "...'"));
+
+    Harness<JsonTransform> n({{"parse", "number"}});
+    REQUIRE(n.process({message("t", std::string(39, '1') + "\xc3\xa9")}) == SLUICE_OK);
+    // 39 bytes and a 2-byte character: cut before the character, never inside it.
+    CHECK(n.rejections().at(0).reason ==
+          "payload '" + std::string(39, '1') + "...' is not a number");
+}

@@ -10,5 +10,6 @@
 #include "sluice/sdk/metrics.hpp"
 #include "sluice/sdk/plugin.hpp"
 #include "sluice/sdk/template.hpp"
+#include "sluice/sdk/text.hpp"
 
 #endif  // SLUICE_SDK_HPP

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <sluice/sdk/text.hpp>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -14,18 +15,10 @@
 
 namespace sluice::log {
 
-/// For text lines: control characters (C0, DEL, C1), backslash and invalid UTF-8 bytes become
-/// `\n`, `\t`, `\r`, `\\` or `\xNN`; Unicode bidirectional overrides and isolates become
-/// `\u{NNNN}`, so that a line reads the way its bytes are ordered. Everything else (printable
-/// ASCII, valid UTF-8) is kept.
-std::string escape_text(std::string_view raw);
-
-/// For JSON lines, whose quoting escapes control characters itself: only invalid UTF-8 bytes
-/// become the text `\xNN`, so that every line is valid UTF-8 (and so valid JSON).
-std::string valid_utf8(std::string_view raw);
-
-/// The offset of the first byte that does not start a valid UTF-8 sequence, or npos.
-std::size_t invalid_utf8_at(std::string_view raw);
+/// escape_text, valid_utf8, invalid_utf8_at: see sluice/sdk/text.hpp (plugins use them too).
+using sdk::text::escape_text;
+using sdk::text::invalid_utf8_at;
+using sdk::text::valid_utf8;
 
 /// Decides which of many identical lines (same scope, level and text) are written: the first
 /// `burst` of each window, then nothing until the window ends; the first line written after
