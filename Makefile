@@ -1,7 +1,7 @@
 # Entry points for people and CI. Everything below installs what it needs first.
 #   make demo   - the occupancy demo: data set -> MQTT -> sluice -> Kafka, end to end
 #   make test   - build (debug and ASan+UBSan) and run the whole test suite
-.PHONY: deps build build-asan build-release test test-dev test-asan test-fresh demo demo-file demo-device bench bench-scale docs clean
+.PHONY: deps build build-asan build-fuzz build-release test test-dev test-asan test-fuzz fuzz test-fresh demo demo-file demo-device bench bench-scale docs clean
 
 WERROR := $(if $(CI),ON,OFF)
 CMAKE_FLAGS := -DSLUICE_WERROR=$(WERROR)
@@ -17,6 +17,11 @@ build-asan: deps
 	cmake --preset asan $(CMAKE_FLAGS) >/dev/null
 	cmake --build --preset asan
 
+# The libFuzzer targets (clang, ASan+UBSan; tests/fuzz): a tree of their own.
+build-fuzz: deps
+	cmake --preset fuzz $(CMAKE_FLAGS) >/dev/null
+	cmake --build --preset fuzz
+
 build-release: deps
 	cmake --preset release $(CMAKE_FLAGS) -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_FIRMWARE=OFF >/dev/null
 	cmake --build --preset release
@@ -27,7 +32,22 @@ test-dev: build
 test-asan: build-asan
 	ctest --preset asan
 
-test: test-dev test-asan
+# Each fuzz target for SLUICE_FUZZ_SECONDS (10) from its seed corpus: a smoke run that also
+# replays every input once found (tests/fuzz/corpus). `make fuzz` runs them for longer.
+test-fuzz: build-fuzz
+	ctest --preset fuzz
+
+test: test-dev test-asan test-fuzz
+
+# Longer fuzzing, one target after another (FUZZ_SECONDS each, FUZZ_TARGETS to choose); what
+# they find is kept in build/fuzz/tests/fuzz/found/, crashes in .../crashes/. docs/security.md.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= $(notdir $(wildcard tests/fuzz/corpus/fuzz_*))
+fuzz: build-fuzz
+	@for t in $(FUZZ_TARGETS); do echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  build/fuzz/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
+	    -artifact_prefix=build/fuzz/tests/fuzz/crashes/$$t- build/fuzz/tests/fuzz/found/$$t \
+	    tests/fuzz/corpus/$$t || exit 1; done
 
 # The two commands above on a minimal Debian 12 root (debootstrap, chroot; root only, slow; not
 # part of `make test`). Run it before resolving an issue that adds a dependency.

@@ -10,6 +10,8 @@ packages=(
   libboost-dev libboost-filesystem-dev libyaml-cpp-dev libyaml-dev libspdlog-dev libfmt-dev
   # tests (chromium: the status page's test, headless)
   catch2 python3 python3-pytest chromium
+  # fuzzing (tests/fuzz): clang with libFuzzer and the sanitizers runtime
+  clang libclang-rt-14-dev
   # MQTT and Kafka (paho's CMake package asks for OpenSSL's headers: libssl-dev)
   libpaho-mqtt-dev libpaho-mqttpp-dev libssl-dev librdkafka-dev mosquitto mosquitto-clients kcat
   python3-kafka openssl
