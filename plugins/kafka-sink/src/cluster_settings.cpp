@@ -111,7 +111,27 @@ std::uint64_t queue_kbytes_for(std::uint64_t budget_bytes) {
 }
 
 bool is_secret_property(std::string_view name) {
-    return contains_ci(name, "password") || contains_ci(name, "secret");
+    if (contains_ci(name, "password") || contains_ci(name, "secret")) return true;
+    const std::string n = lower(name);
+    // Private keys, inline (ssl.key.pem, ssl_key) or not; certificates and CA files are public.
+    if (n.starts_with("ssl") && contains_ci(n, "key")) return true;
+    if (n.ends_with(".key.pem")) return true;
+    // SASL settings carry credentials in more forms than one can list (oauthbearer.config holds
+    // tokens, kerberos a keytab path): all are hidden but those that only say what is used.
+    static constexpr std::string_view kPublicSasl[] = {"sasl.mechanism",
+                                                       "sasl.mechanisms",
+                                                       "sasl.username",
+                                                       "sasl.kerberos.service.name",
+                                                       "sasl.kerberos.principal",
+                                                       "sasl.oauthbearer.method",
+                                                       "sasl.oauthbearer.client.id",
+                                                       "sasl.oauthbearer.scope",
+                                                       "sasl.oauthbearer.token.endpoint.url"};
+    if (n.starts_with("sasl.")) {
+        return std::find(std::begin(kPublicSasl), std::end(kPublicSasl), n) ==
+               std::end(kPublicSasl);
+    }
+    return false;
 }
 
 ClusterSettings ClusterSettings::from_config(const sdk::Config& config) {

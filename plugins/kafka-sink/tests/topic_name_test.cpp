@@ -51,4 +51,17 @@ TEST_CASE("cluster settings: canonical key ignores property order, describe hide
     CHECK(is_secret_property("ssl.key.password"));
     CHECK(is_secret_property("sasl.oauthbearer.client.SECRET"));
     CHECK_FALSE(is_secret_property("sasl.username"));
+    // By pattern (issue 13): private keys inline or by path, and SASL settings that are not
+    // known to be public.
+    for (const char* name : {"ssl.key.pem", "SSL.KEY.PEM", "ssl_key", "ssl.key.location",
+                             "ssl.keystore.location", "client.key.pem", "sasl.oauthbearer.config",
+                             "sasl.kerberos.keytab", "sasl.oauthbearer.extensions"}) {
+        INFO(name);
+        CHECK(is_secret_property(name));
+    }
+    for (const char* name : {"sasl.mechanism", "sasl.mechanisms", "ssl.ca.location",
+                             "ssl.certificate.pem", "security.protocol", "client.id"}) {
+        INFO(name);
+        CHECK_FALSE(is_secret_property(name));
+    }
 }
